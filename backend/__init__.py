@@ -1,0 +1,3 @@
+"""Orchard: a local-first LLM studio."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,24 @@
+"""Typed dependencies: handlers get their services from ``app.state`` (tests swap them via overrides)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.config import Settings
+from backend.services.model_service import ModelService
+
+
+def get_model_service(request: Request) -> ModelService:
+    service: ModelService = request.app.state.model_service
+    return service
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -1,0 +1,173 @@
+"""The seed's ``/model`` endpoints. Handlers are thin: read input, call one service method, return a schema.
+
+Handlers that load, download or read the Hub are plain ``def``: FastAPI runs them in its thread pool, so the
+event loop keeps answering (``GET /model/health`` stays fast during a multi-second load).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
+
+from backend.api.deps import ModelServiceDep
+from backend.errors import InvalidRequestError
+from backend.schemas.model import (
+    CurrentModelResponse,
+    DeviceName,
+    DownloadRequest,
+    DtypeName,
+    LoadResponse,
+    LocalModelsResponse,
+    ModelInfoResponse,
+    UnloadResponse,
+    UploadResponse,
+)
+from backend.schemas.system import ModelHealthResponse
+from backend.services.model_service import LoadedModel, process_cache
+from backend.services.uploads import import_model
+
+router = APIRouter(prefix="/model", tags=["model"])
+
+
+def get_cached_model() -> dict[str, Any]:
+    """The process-wide cache as the seed shows it: ``{"model", "tokenizer", "metadata"}`` (None when empty).
+
+    ``cache = get_cached_model(); model, tokenizer = cache["model"], cache["tokenizer"]``
+    """
+    current = process_cache().current
+    if current is None:
+        return {"model": None, "tokenizer": None, "metadata": None}
+    return {"model": current.model, "tokenizer": current.tokenizer, "metadata": current.metadata.model_dump()}
+
+
+def _loaded(loaded: LoadedModel) -> LoadResponse:
+    meta = loaded.metadata
+    return LoadResponse(
+        message=f"Loaded {meta.model_id} on {meta.device} as {meta.dtype} in {meta.load_seconds:.2f}s.",
+        metadata=meta,
+    )
+
+
+@router.post("/download", operation_id="downloadModel", response_model=LoadResponse)
+def download_model(body: DownloadRequest, service: ModelServiceDep) -> LoadResponse:
+    """Download a model from the Hub (resuming what is cached) and load it.
+
+    The memory check runs before any weight is fetched: a model that will not fit is refused with 507.
+    """
+    token = body.access_token.get_secret_value() if body.access_token else None
+    loaded = service.load_hub_model(
+        body.model_id,
+        token,
+        revision=body.revision,
+        dtype=body.dtype,
+        device=body.device,
+        force=body.force,
+        trust_remote_code=body.trust_remote_code,
+    )
+    return _loaded(loaded)
+
+
+@router.post(
+    "/upload",
+    operation_id="uploadModel",
+    response_model=LoadResponse | UploadResponse,
+    responses={201: {"model": UploadResponse}},
+)
+def upload_model(
+    service: ModelServiceDep,
+    model_path: Annotated[str | None, Query(description="A model folder on the server, or a local model id.")] = None,
+    files: Annotated[
+        list[UploadFile] | None,
+        File(description="A model's files (config, weights, tokenizer; names may include the folder) or one .zip."),
+    ] = None,
+    name: Annotated[str | None, Form(description="Name for the uploaded model; default: the folder's.")] = None,
+    load: Annotated[bool, Query(description="Load the uploaded model once it is stored.")] = False,
+    dtype: Annotated[DtypeName | None, Query()] = None,
+    device: Annotated[DeviceName | None, Query()] = None,
+    force: Annotated[bool, Query()] = False,
+) -> LoadResponse | UploadResponse:
+    """Load a local model folder (``model_path``), or store a model uploaded from the browser.
+
+    With ``model_path`` (the seed's form) the folder is loaded. With ``files`` the model is written under the
+    models directory (size-limited, no path may escape it) and, with ``load=true``, loaded.
+    """
+    if model_path and files:
+        raise InvalidRequestError("Send either model_path or files, not both.")
+    if model_path:
+        return _loaded(service.load_local_model(model_path, dtype=dtype, device=device, force=force))
+    if not files:
+        raise InvalidRequestError("Pass model_path (a folder on the server) or upload the model's files.")
+    path = import_model(
+        service.settings.models_path,
+        [(f.filename or "", f.file) for f in files],
+        name=name,
+        max_bytes=int(service.settings.max_upload_gb * 1e9),
+    )
+    loaded = None
+    if load:
+        loaded = service.load_local_model(path, dtype=dtype, device=device, force=force, source="upload").metadata
+    return UploadResponse(model=service.local_model(path.name), loaded=loaded)
+
+
+@router.get("/current", operation_id="getCurrentModel", response_model=CurrentModelResponse)
+def current_model(service: ModelServiceDep) -> CurrentModelResponse:
+    """The loaded model's metadata (or none), what is loading, and memory now."""
+    current = service.current
+    return CurrentModelResponse(
+        loaded=current is not None,
+        loading=service.cache.loading,
+        metadata=current.metadata if current else None,
+        memory=service.optimizer.get_memory_stats(current.metadata.device if current else None),
+    )
+
+
+@router.get("/local-models", operation_id="listLocalModels", response_model=LocalModelsResponse)
+def local_models(service: ModelServiceDep) -> LocalModelsResponse:
+    """Models in the models directory and in the Hub cache, read from their files."""
+    return LocalModelsResponse(
+        models=service.local_models(),
+        models_dir=str(service.settings.models_path),
+        hf_cache_dir=str(service.settings.hf_cache_dir),
+    )
+
+
+@router.get("/info/{model_id:path}", operation_id="getModelInfo", response_model=ModelInfoResponse)
+def model_info(
+    model_id: str,
+    service: ModelServiceDep,
+    access_token: Annotated[str | None, Query(description="Hub token for gated/private models.")] = None,
+    revision: Annotated[str | None, Query()] = None,
+    dtype: Annotated[DtypeName | None, Query()] = None,
+    device: Annotated[DeviceName | None, Query()] = None,
+) -> ModelInfoResponse:
+    """A Hub model's config, files, parameters and memory needs, and whether it fits here; no weights fetched."""
+    return service.inspect_remote(model_id, access_token, revision=revision, dtype=dtype, device=device)
+
+
+@router.post("/unload", operation_id="unloadModel", response_model=UnloadResponse)
+def unload_model(service: ModelServiceDep) -> UnloadResponse:
+    """Drop the loaded model and give its memory back."""
+    metadata, freed = service.unload()
+    if metadata is None:
+        return UnloadResponse(status="not_loaded", message="No model is loaded.")
+    return UnloadResponse(
+        status="unloaded",
+        message=f"Unloaded {metadata.model_id}.",
+        model_id=metadata.model_id,
+        freed_gb=freed,
+    )
+
+
+@router.get("/health", operation_id="modelHealth", response_model=ModelHealthResponse, status_code=status.HTTP_200_OK)
+async def model_health(service: ModelServiceDep) -> ModelHealthResponse:
+    """Answers at once, even during a load: the loader's state without touching the model."""
+    current = service.current
+    device = current.metadata.device if current else service.optimizer.get_device()
+    return ModelHealthResponse(
+        model_loaded=current is not None,
+        model_id=current.metadata.model_id if current else None,
+        loading=service.cache.loading,
+        device=device,
+        dtype=current.metadata.dtype if current else service.optimizer.get_dtype(device),
+    )

@@ -1,0 +1,164 @@
+"""Orchard's settings, read from the environment (prefix ``ORCHARD_``) and an optional ``.env`` file.
+
+Nothing here runs at import time: :func:`get_settings` builds the settings on first use and caches them, and
+:meth:`Settings.ensure_dirs` creates the directories when the app starts, so tests can build their own
+``Settings(home_dir=tmp_path)`` and pass it to ``create_app``.
+
+The Hugging Face variables users already set are honoured: ``HF_TOKEN`` for the token, ``HF_ENDPOINT`` for
+the Hub address, and ``HF_HUB_CACHE`` / ``HF_HOME`` for the cache (each overridden by its ``ORCHARD_`` twin).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DeviceSetting = Literal["auto", "cpu", "cuda", "mps"]
+DtypeSetting = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def _default_hf_cache() -> Path:
+    """The Hub cache huggingface_hub itself would use, read from the environment now (not at its import)."""
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return Path(cache).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+class Settings(BaseSettings):
+    """Every setting Orchard reads. Each field is ``ORCHARD_<NAME>`` in the environment or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHARD_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- API ---
+    host: str = Field("127.0.0.1", description="Address the server binds to. Keep 127.0.0.1 unless you mean it.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"],
+        description="Browser origins allowed to call the API (JSON list). The Vite dev server by default.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging level.")
+
+    # --- Hugging Face ---
+    hf_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("ORCHARD_HF_TOKEN", "HF_TOKEN"),
+        description="Hub access token for gated/private models (also read from HF_TOKEN). Never returned or logged.",
+    )
+    hf_endpoint: str = Field(
+        "https://huggingface.co",
+        validation_alias=AliasChoices("ORCHARD_HF_ENDPOINT", "HF_ENDPOINT"),
+        description="Hub address (also read from HF_ENDPOINT), e.g. a mirror.",
+    )
+    hf_cache_dir: Path = Field(
+        default_factory=_default_hf_cache,
+        validation_alias=AliasChoices("ORCHARD_HF_CACHE_DIR", "HF_HUB_CACHE"),
+        description="Hub cache for downloads (default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub).",
+    )
+
+    # --- Paths ---
+    home_dir: Path = Field(
+        Path("~/.orchard"), description="Orchard's own folder; the three folders below default to inside it."
+    )
+    models_dir: Path | None = Field(None, description="Local model folders (imports and uploads). Default HOME/models.")
+    data_dir: Path | None = Field(None, description="Datasets and Orchard's own state. Default HOME/data.")
+    outputs_dir: Path | None = Field(None, description="Training runs and exports. Default HOME/outputs.")
+
+    # --- Loading ---
+    device: DeviceSetting = Field("auto", description="Device for models: auto picks mps > cuda > cpu.")
+    dtype: DtypeSetting = Field(
+        "auto", description="Weights dtype: auto is bf16 where supported, fp16 on older MPS, fp32 on CPU."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow models that ship their own Python code. Off: such models are refused."
+    )
+    allow_pickle_weights: bool = Field(
+        False, description="Allow pickle (.bin/.pt) weights when a model has no safetensors. Off by default."
+    )
+    memory_safety_margin_gb: float = Field(
+        1.0, ge=0, description="Memory kept free for the OS and the app when deciding whether a model fits."
+    )
+    max_upload_gb: float = Field(20.0, gt=0, description="Largest model upload accepted, in GB (uncompressed).")
+    warmup: bool = Field(
+        True, description="Import torch/transformers in the background at start-up so the first load is fast."
+    )
+
+    # --- Training defaults (used by fine-tuning) ---
+    train_batch_size: int | None = Field(None, ge=1, description="Batch size; empty = the optimizer's choice.")
+    train_learning_rate: float = Field(2e-4, gt=0, description="Learning rate for fine-tuning.")
+    train_epochs: int = Field(3, ge=1, description="Epochs for fine-tuning.")
+    train_max_seq_length: int = Field(512, ge=8, description="Longest training sequence, in tokens.")
+    train_gradient_accumulation_steps: int = Field(4, ge=1, description="Gradient accumulation steps.")
+    train_max_batch_size: int = Field(64, ge=1, description="Upper bound for the optimizer's batch size.")
+
+    # --- LoRA defaults ---
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_target_modules: list[str] | None = Field(
+        None, description="Modules LoRA adapts (JSON list); empty = peft's default for the architecture."
+    )
+
+    # --- RAG defaults ---
+    rag_embedding_model: str = Field("all-MiniLM-L6-v2", description="Sentence-embedding model for RAG.")
+    rag_chunk_size: int = Field(512, ge=16, description="Characters per document chunk.")
+    rag_chunk_overlap: int = Field(64, ge=0, description="Characters shared by neighbouring chunks.")
+    rag_top_k: int = Field(4, ge=1, description="Chunks retrieved per question.")
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        self.home_dir = self.home_dir.expanduser()
+        self.hf_cache_dir = self.hf_cache_dir.expanduser()
+        self.models_dir = (self.models_dir or self.home_dir / "models").expanduser()
+        self.data_dir = (self.data_dir or self.home_dir / "data").expanduser()
+        self.outputs_dir = (self.outputs_dir or self.home_dir / "outputs").expanduser()
+        self.hf_endpoint = self.hf_endpoint.rstrip("/")
+        return self
+
+    # The validator fills these; the properties give mypy (and callers) non-optional paths.
+    @property
+    def models_path(self) -> Path:
+        assert self.models_dir is not None
+        return self.models_dir
+
+    @property
+    def data_path(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir
+
+    @property
+    def outputs_path(self) -> Path:
+        assert self.outputs_dir is not None
+        return self.outputs_dir
+
+    def ensure_dirs(self) -> None:
+        """Create the folders Orchard writes to (called at start-up, never at import)."""
+        for path in (self.models_path, self.data_path, self.outputs_path, self.hf_cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def token(self, access_token: str | None = None) -> str | None:
+        """The token for a Hub call: the request's own, else the configured one, else none."""
+        if access_token:
+            return access_token
+        return self.hf_token.get_secret_value() if self.hf_token else None
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting, JSON-ready, with secrets redacted (what ``GET /config`` returns)."""
+        data = self.model_dump(mode="json")
+        data["hf_token"] = "**********" if self.hf_token else None
+        return data
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, built on first use. ``get_settings.cache_clear()`` re-reads the environment."""
+    return Settings()

@@ -1,0 +1,150 @@
+"""One exception hierarchy for Orchard, and the handlers that turn every error into one JSON shape.
+
+Every error body, validation errors included, is::
+
+    {"error": {"code": "model_not_found", "message": "what happened and what to do next", ...details}}
+
+Services raise :class:`StudioError` subclasses; they never import FastAPI. Unknown exceptions are logged with
+their traceback and answered with a generic 500 that reveals nothing of the internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class StudioError(Exception):
+    """Base of every error Orchard reports to a user.
+
+    Args:
+        message: What happened and what to do next, in words a user can act on.
+        **details: Extra JSON-serialisable fields added to the error body (numbers, ids).
+    """
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class InvalidRequestError(StudioError):
+    status_code, code = 400, "invalid_request"
+
+
+class PathNotAllowedError(StudioError):
+    status_code, code = 403, "path_not_allowed"
+
+
+class ModelNotFoundError(StudioError):
+    status_code, code = 404, "model_not_found"
+
+
+class RevisionNotFoundError(StudioError):
+    status_code, code = 404, "revision_not_found"
+
+
+class RepoAccessError(StudioError):
+    """Gated or private repo without access, or a bad token (401 without a token, 403 with one)."""
+
+    code = "repo_access_denied"
+
+    def __init__(self, message: str, *, status_code: int = 403, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status_code = status_code
+
+
+class InvalidModelError(StudioError):
+    """The files are not a model Orchard can load (no config, unsupported architecture, corrupt weights)."""
+
+    status_code, code = 422, "invalid_model"
+
+
+class UnsafeModelError(StudioError):
+    """The model needs something unsafe that settings do not allow (remote code, pickle weights)."""
+
+    status_code, code = 403, "unsafe_model"
+
+
+class ModelBusyError(StudioError):
+    status_code, code = 409, "model_busy"
+
+
+class ModelExistsError(StudioError):
+    status_code, code = 409, "model_exists"
+
+
+class PayloadTooLargeError(StudioError):
+    status_code, code = 413, "payload_too_large"
+
+
+class InsufficientMemoryError(StudioError):
+    status_code, code = 507, "insufficient_memory"
+
+
+class InsufficientDiskError(StudioError):
+    status_code, code = 507, "insufficient_disk"
+
+
+class HubUnavailableError(StudioError):
+    """The Hub could not be reached (502) or did not answer in time (504)."""
+
+    code = "hub_unavailable"
+
+    def __init__(self, message: str, *, status_code: int = 502, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status_code = status_code
+
+
+def _error_response(status_code: int, code: str, message: str, **details: Any) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **details}}
+    return JSONResponse(jsonable_encoder(body), status_code=status_code)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error response the one shape."""
+
+    @app.exception_handler(StudioError)
+    async def _studio_error(request: Request, exc: StudioError) -> JSONResponse:
+        log = logger.warning if exc.status_code < 500 or exc.status_code == 507 else logger.error
+        log("%s %s -> %s %s: %s", request.method, request.url.path, exc.status_code, exc.code, exc.message)
+        return JSONResponse(jsonable_encoder(exc.to_body()), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+        return _error_response(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        response = _error_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("Unexpected error on %s %s", request.method, request.url.path)
+        return _error_response(500, "internal_error", "Unexpected server error; the details are in the server log.")

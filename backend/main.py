@@ -1,0 +1,93 @@
+"""The FastAPI application: ``uvicorn backend.main:app`` or ``orchard serve``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backend import __version__
+from backend.api import model_loader, system
+from backend.config import Settings, get_settings
+from backend.errors import PayloadTooLargeError, install_error_handlers
+from backend.services.model_service import ModelService
+
+logger = logging.getLogger(__name__)
+
+_TOKEN_IN_QUERY = re.compile(r"((?:access_token|token)=)[^&\s]+", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Hide ``access_token=...`` query values in access logs (the seed's info endpoint takes one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+class UploadSizeLimit:
+    """Refuse an upload whose declared size is over the limit before its body is read (413)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/model/upload":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                error = PayloadTooLargeError(
+                    f"The upload is larger than the {self.max_bytes / 1e9:.1f} GB limit (ORCHARD_MAX_UPLOAD_GB).",
+                    limit_bytes=self.max_bytes,
+                )
+                from fastapi.responses import JSONResponse
+
+                await JSONResponse(error.to_body(), status_code=error.status_code)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application. Tests pass their own ``Settings``; the server uses the environment's."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.ensure_dirs()
+        service = ModelService(settings)
+        app.state.model_service = service
+        if settings.warmup:
+            threading.Thread(target=service.warmup, name="orchard-warmup", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="Orchard",
+        version=__version__,
+        description="A local-first LLM studio: get, load and use language models on your own machine.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    # Multipart framing adds a little; the exact limit is enforced again on the bytes written.
+    app.add_middleware(UploadSizeLimit, max_bytes=int(settings.max_upload_gb * 1e9) + 1024 * 1024)
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(model_loader.router)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access_log.filters):
+        access_log.addFilter(RedactTokens())
+    return app
+
+
+app = create_app()

@@ -1,0 +1,212 @@
+"""What a model folder holds, read from its files without loading any weights.
+
+Parameter counts come from safetensors headers (huggingface_hub's parser reads only the header); for folders
+with pickle weights only, from the config through accelerate's empty-weight init (no weights touched).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from huggingface_hub import get_local_safetensors_metadata
+from huggingface_hub.errors import NotASafetensorsRepoError, SafetensorsParsingError
+
+logger = logging.getLogger(__name__)
+
+WeightFormat = Literal["safetensors", "pytorch", "gguf", "none"]
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json", "vocab.txt")
+# dtype names in safetensors headers -> torch names
+SAFETENSORS_DTYPES = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F64": "float64",
+    "I8": "int8",
+    "U8": "uint8",
+    "F8_E4M3": "float8_e4m3fn",
+    "I32": "int32",
+    "I64": "int64",
+    "BOOL": "bool",
+}
+
+
+@dataclass
+class ModelFiles:
+    """A model folder as read from disk.
+
+    ``problems`` lists why the folder cannot be loaded as it is (empty when ``complete``).
+    """
+
+    path: Path
+    config: dict[str, Any] | None
+    format: WeightFormat
+    weight_files: list[Path]
+    size_bytes: int
+    num_parameters: int | None
+    parameters_by_dtype: dict[str, int]
+    has_tokenizer: bool
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+    @property
+    def architecture(self) -> str | None:
+        archs = (self.config or {}).get("architectures") or []
+        return str(archs[0]) if archs else None
+
+    @property
+    def model_type(self) -> str | None:
+        value = (self.config or {}).get("model_type")
+        return str(value) if value else None
+
+    @property
+    def needs_remote_code(self) -> bool:
+        return bool((self.config or {}).get("auto_map"))
+
+    @property
+    def modified_at(self) -> datetime:
+        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=UTC)
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the files under ``path``, following the Hub cache's snapshot symlinks to their blobs."""
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:  # a dangling symlink: the blob is gone
+            continue
+    return total
+
+
+def _indexed_shards(path: Path, index_name: str, problems: list[str]) -> list[Path]:
+    """The shard files a ``*.index.json`` names; missing shards or a broken index are added to ``problems``."""
+    try:
+        weight_map = json.loads((path / index_name).read_text()).get("weight_map", {})
+        names = sorted({str(n) for n in weight_map.values()})
+    except (ValueError, OSError, AttributeError):
+        problems.append(f"{index_name} is not a valid index")
+        return []
+    missing = [n for n in names if not (path / n).is_file()]
+    if missing:
+        problems.append(f"missing weight shards: {', '.join(missing)}")
+    return [path / n for n in names]
+
+
+def inspect_folder(path: Path, *, count_pickle_params: bool = False) -> ModelFiles:
+    """Read what ``path`` holds. Never raises for a malformed folder: problems are listed instead.
+
+    Args:
+        path: The model folder.
+        count_pickle_params: For folders without safetensors, count parameters from the config on the meta
+            device (imports transformers; skip it where speed matters more than the number).
+    """
+    problems: list[str] = []
+    config: dict[str, Any] | None = None
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        problems.append("no config.json")
+    else:
+        try:
+            loaded = json.loads(config_file.read_text())
+            if not isinstance(loaded, dict):
+                raise ValueError("not a JSON object")
+            config = loaded
+        except (ValueError, OSError) as exc:
+            problems.append(f"config.json is not valid JSON ({exc.__class__.__name__})")
+
+    fmt: WeightFormat = "none"
+    weight_files: list[Path] = []
+    params_by_dtype: dict[str, int] = {}
+    safetensors = sorted(path.glob("*.safetensors"))
+    if (path / SAFETENSORS_INDEX).is_file() or safetensors:
+        fmt = "safetensors"
+        try:
+            if (path / SAFETENSORS_INDEX).is_file():
+                known = len(problems)
+                weight_files = _indexed_shards(path, SAFETENSORS_INDEX, problems)
+                if len(problems) == known:
+                    meta = get_local_safetensors_metadata(path)
+                    params_by_dtype = {str(k): int(v) for k, v in meta.parameter_count.items()}
+            else:
+                weight_files = safetensors
+                for f in safetensors:
+                    for dtype, n in get_local_safetensors_metadata(f).parameter_count.items():
+                        params_by_dtype[dtype] = params_by_dtype.get(dtype, 0) + n
+        except (SafetensorsParsingError, NotASafetensorsRepoError, ValueError, OSError) as exc:
+            problems.append(f"unreadable safetensors weights ({exc.__class__.__name__})")
+    elif (path / PICKLE_INDEX).is_file() or any(p.suffix in PICKLE_SUFFIXES for p in path.iterdir()):
+        fmt = "pytorch"
+        if (path / PICKLE_INDEX).is_file():
+            weight_files = _indexed_shards(path, PICKLE_INDEX, problems)
+        else:
+            weight_files = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    elif gguf := sorted(path.glob("*.gguf")):
+        fmt, weight_files = "gguf", gguf
+        problems.append("GGUF files are for llama.cpp/Ollama; Orchard loads safetensors or pytorch weights")
+    else:
+        problems.append("no weight files (*.safetensors or pytorch_model*.bin)")
+
+    num_parameters: int | None = sum(params_by_dtype.values()) if params_by_dtype else None
+    if num_parameters is None and config is not None and fmt == "pytorch" and count_pickle_params:
+        num_parameters = count_parameters_from_config(config)
+
+    return ModelFiles(
+        path=path,
+        config=config,
+        format=fmt,
+        weight_files=weight_files,
+        size_bytes=folder_size(path),
+        num_parameters=num_parameters,
+        parameters_by_dtype={SAFETENSORS_DTYPES.get(k, k.lower()): v for k, v in params_by_dtype.items()},
+        has_tokenizer=any((path / name).is_file() for name in TOKENIZER_FILES),
+        problems=problems,
+    )
+
+
+def count_parameters_from_config(config: dict[str, Any]) -> int | None:
+    """Exact parameter count of an architecture, built on the meta device (no memory, no weights).
+
+    Returns None when transformers does not know the architecture (remote code is never run here).
+    """
+    try:
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        cfg_dict = dict(config)
+        model_type = cfg_dict.pop("model_type", None)
+        if not model_type:
+            return None
+        cfg = AutoConfig.for_model(model_type, **cfg_dict)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)  # type: ignore[no-untyped-call]
+        return int(sum(p.numel() for p in model.parameters()))
+    except Exception:  # an unknown or malformed architecture: the count is just unknown
+        logger.debug("could not count parameters from config", exc_info=True)
+        return None
+
+
+def config_int(config: dict[str, Any] | None, *keys: str) -> int | None:
+    """The first integer among ``keys`` in a config, looking into ``text_config`` for multimodal models."""
+    for source in (config or {}, (config or {}).get("text_config") or {}):
+        for key in keys:
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
+
+
+def context_length(config: dict[str, Any] | None) -> int | None:
+    return config_int(config, "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")

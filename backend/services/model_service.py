@@ -1,0 +1,677 @@
+"""Loading, inspecting and listing models, and the process-wide cache that holds the loaded one.
+
+The seed's calls work as written::
+
+    service = ModelService()
+    model, tokenizer, metadata = service.load_from_hub("gpt2")
+    model, tokenizer, metadata = service.load_local("/path/to/model")
+    models = service.list_local_models()
+
+The process holds at most one model, in :class:`ModelCache` (one lock, one loading slot, like Ollama's
+scheduler). A new model replaces the old one only once it has loaded, so a failed load leaves the previous
+model in place; unloading drops every reference and hands the memory back to the system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from huggingface_hub import scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
+
+from backend.config import Settings, get_settings
+from backend.errors import (
+    InsufficientMemoryError,
+    InvalidModelError,
+    InvalidRequestError,
+    ModelBusyError,
+    ModelNotFoundError,
+    StudioError,
+    UnsafeModelError,
+)
+from backend.schemas.model import (
+    FitVerdict,
+    LocalModel,
+    ModelInfoResponse,
+    ModelMetadata,
+    ModelSource,
+    RepoFile,
+)
+from backend.services.hub import HubClient
+from backend.services.model_files import (
+    ModelFiles,
+    config_int,
+    context_length,
+    count_parameters_from_config,
+    inspect_folder,
+)
+from backend.utils.mac_optimization import GB, MACOptimizer, torch_dtype
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    metadata: ModelMetadata
+
+
+class ModelCache:
+    """The one loaded model of this process, behind a lock, with one loading slot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: LoadedModel | None = None
+        self._loading: str | None = None
+
+    @property
+    def current(self) -> LoadedModel | None:
+        with self._lock:
+            return self._current
+
+    @property
+    def loading(self) -> str | None:
+        with self._lock:
+            return self._loading
+
+    @contextmanager
+    def loading_slot(self, model_id: str) -> Iterator[None]:
+        """Hold the one loading slot for ``model_id``; a second load meanwhile gets :class:`ModelBusyError`."""
+        with self._lock:
+            if self._loading is not None:
+                raise ModelBusyError(
+                    f"'{self._loading}' is loading now; wait for it to finish, then retry.",
+                    loading=self._loading,
+                )
+            self._loading = model_id
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loading = None
+
+    def swap(self, new: LoadedModel | None) -> LoadedModel | None:
+        """Put ``new`` in the cache (None empties it) and return what was there."""
+        with self._lock:
+            old, self._current = self._current, new
+            return old
+
+
+_PROCESS_CACHE = ModelCache()
+
+
+def process_cache() -> ModelCache:
+    """The cache shared by every :class:`ModelService` of this process (and by ``get_cached_model``)."""
+    return _PROCESS_CACHE
+
+
+def release_memory() -> None:
+    """Return freed memory to the system: Python's collector, the accelerator caches, and glibc's heap."""
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if torch.backends.mps.is_available():
+            torch.mps.empty_cache()
+    if sys.platform.startswith("linux"):
+        # glibc keeps freed heap pages mapped; malloc_trim hands them back so RSS reflects the unload.
+        libc_name = ctypes.util.find_library("c")
+        if libc_name:
+            with contextlib.suppress(OSError, AttributeError):  # musl and others have no malloc_trim
+                ctypes.CDLL(libc_name).malloc_trim(0)
+
+
+def _rss() -> int:
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+WarmupState = Literal["pending", "running", "done", "failed", "off"]
+
+
+class ModelService:
+    """Load, inspect and list models; the loaded model lives in the process-wide :class:`ModelCache`.
+
+    Args:
+        settings: Defaults to the process settings (:func:`get_settings`).
+        optimizer: Device/dtype/memory decisions; defaults to one built from ``settings``.
+        cache: Defaults to the process-wide cache.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        optimizer: MACOptimizer | None = None,
+        cache: ModelCache | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.optimizer = optimizer or MACOptimizer.from_settings(self.settings)
+        self.cache = cache or process_cache()
+        self.hub = HubClient(self.settings)
+        self.warmup_state: WarmupState = "pending" if self.settings.warmup else "off"
+
+    # ----------------------------------------------------------------- seed API (dicts, as the seed shows)
+
+    def load_from_hub(
+        self,
+        model_id: str,
+        access_token: str | None = None,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+        force: bool = False,
+        trust_remote_code: bool = False,
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """Download ``model_id`` from the Hub (resuming what is cached) and load it.
+
+        The memory check runs before any weight is fetched. Returns ``(model, tokenizer, metadata)``.
+
+        Raises:
+            ModelNotFoundError, RepoAccessError, RevisionNotFoundError, HubUnavailableError (network/Hub),
+            InsufficientMemoryError (507, unless ``force``), UnsafeModelError, InvalidModelError, ModelBusyError.
+        """
+        loaded = self.load_hub_model(
+            model_id,
+            access_token,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            force=force,
+            trust_remote_code=trust_remote_code,
+        )
+        return loaded.model, loaded.tokenizer, loaded.metadata.model_dump()
+
+    def load_local(
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        force: bool = False,
+        trust_remote_code: bool = False,
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """Load a model folder: a path, a folder name in the models directory, or a repo id in the Hub cache.
+
+        Returns ``(model, tokenizer, metadata)``.
+
+        Raises:
+            ModelNotFoundError (no such folder), InvalidModelError (not a loadable model), UnsafeModelError,
+            InsufficientMemoryError (unless ``force``), ModelBusyError.
+        """
+        loaded = self.load_local_model(
+            model_path, dtype=dtype, device=device, force=force, trust_remote_code=trust_remote_code
+        )
+        return loaded.model, loaded.tokenizer, loaded.metadata.model_dump()
+
+    def get_model_info(
+        self,
+        model_id: str,
+        access_token: str | None = None,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+    ) -> dict[str, Any]:
+        """What the Hub says about a model, and whether it fits this machine, without downloading weights."""
+        return self.inspect_remote(model_id, access_token, revision=revision, dtype=dtype, device=device).model_dump()
+
+    def list_local_models(self) -> list[dict[str, Any]]:
+        """Models in the models directory and the Hub cache, read from their files (nothing is loaded)."""
+        return [m.model_dump() for m in self.local_models()]
+
+    def _extract_metadata(
+        self,
+        model: Any,
+        tokenizer: Any,
+        files: ModelFiles,
+        *,
+        model_id: str,
+        source: ModelSource,
+        revision: str | None,
+        dtype: str,
+        load_seconds: float,
+    ) -> ModelMetadata:
+        """Describe a loaded model from the model object itself (and its folder)."""
+        config = model.config.to_dict() if hasattr(model, "config") else files.config
+        num_parameters = int(sum(p.numel() for p in model.parameters()))
+        device = str(next(model.parameters()).device.type)
+        return ModelMetadata(
+            model_id=model_id,
+            source=source,
+            path=str(files.path),
+            revision=revision,
+            architecture=files.architecture or type(model).__name__,
+            model_type=files.model_type,
+            num_parameters=num_parameters,
+            estimated_memory_gb=self.optimizer.estimate_model_memory(num_parameters, dtype),
+            measured_memory_gb=round(model.get_memory_footprint() / GB, 6),
+            device=device,
+            dtype=str(model.dtype).removeprefix("torch."),
+            vocab_size=config_int(config, "vocab_size") or getattr(tokenizer, "vocab_size", None),
+            context_length=context_length(config),
+            has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+            load_seconds=round(load_seconds, 3),
+            loaded_at=datetime.now(UTC),
+        )
+
+    # ----------------------------------------------------------------- typed API (used by the routers)
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self.cache.current
+
+    def load_hub_model(
+        self,
+        model_id: str,
+        access_token: str | None = None,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+        force: bool = False,
+        trust_remote_code: bool = False,
+    ) -> LoadedModel:
+        token = self.settings.token(access_token)
+        remote = self.hub.inspect(model_id, revision=revision, token=token)
+        device, dtype = self._placement(device, dtype)
+        allow_code = self._check_remote_code(model_id, remote.config or {}, trust_remote_code)
+        if remote.weight_format == "pytorch":
+            self._check_pickle(model_id)
+        num_params = sum(remote.parameters_by_dtype.values()) or (
+            count_parameters_from_config(remote.config) if remote.config else None
+        )
+        if num_params:  # refuse before fetching a byte
+            self._check_fits(model_id, num_params, dtype, device, force)
+        path = self.hub.download(
+            model_id,
+            revision=remote.info.sha,
+            token=token,
+            allow_pickle=remote.weight_format == "pytorch",
+            allow_remote_code=allow_code,
+        )
+        return self._load_folder(
+            path,
+            model_id=model_id,
+            source="hub",
+            revision=remote.info.sha,
+            dtype=dtype,
+            device=device,
+            force=force,
+            trust_remote_code=trust_remote_code,
+        )
+
+    def load_local_model(
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        force: bool = False,
+        trust_remote_code: bool = False,
+        source: ModelSource = "local",
+    ) -> LoadedModel:
+        path, model_id, revision = self.resolve_local(model_path)
+        device, dtype = self._placement(device, dtype)
+        return self._load_folder(
+            path,
+            model_id=model_id,
+            source=source,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            force=force,
+            trust_remote_code=trust_remote_code,
+        )
+
+    def unload(self) -> tuple[ModelMetadata | None, float]:
+        """Drop the loaded model and return ``(its metadata, GB of process memory given back)``."""
+        before = _rss()
+        old = self.cache.swap(None)
+        if old is None:
+            return None, 0.0
+        metadata = old.metadata
+        del old
+        release_memory()
+        return metadata, round(max(before - _rss(), 0) / GB, 4)
+
+    def inspect_remote(
+        self,
+        model_id: str,
+        access_token: str | None = None,
+        *,
+        revision: str | None = None,
+        dtype: str | None = None,
+        device: str | None = None,
+    ) -> ModelInfoResponse:
+        remote = self.hub.inspect(model_id, revision=revision, token=self.settings.token(access_token))
+        device, dtype = self._placement(device, dtype)
+        num_params = sum(remote.parameters_by_dtype.values()) or (
+            count_parameters_from_config(remote.config) if remote.config else None
+        )
+        files = remote.files
+        config = remote.config or {}
+        archs = config.get("architectures") or []
+        return ModelInfoResponse(
+            model_id=model_id,
+            revision=revision,
+            sha=remote.info.sha,
+            architecture=archs[0] if archs else None,
+            model_type=config.get("model_type"),
+            library_name=remote.info.library_name,
+            pipeline_tag=remote.info.pipeline_tag,
+            gated=remote.info.gated or False,
+            private=bool(remote.info.private),
+            config=remote.config,
+            files=[RepoFile(path=name, size=size) for name, size in files],
+            total_size_bytes=sum(size or 0 for _, size in files),
+            weights_size_bytes=remote.weights_size(),
+            weight_format=remote.weight_format,
+            num_parameters=num_params,
+            parameters_by_dtype=remote.parameters_by_dtype,
+            vocab_size=config_int(config, "vocab_size"),
+            context_length=context_length(config),
+            estimated_memory_gb=self.optimizer.estimate_model_memory(num_params, dtype) if num_params else None,
+            memory=self.fit_verdict(num_params, dtype, device),
+        )
+
+    def fit_verdict(self, num_params: int | None, dtype: str, device: str) -> FitVerdict:
+        """Whether a model of ``num_params`` parameters fits ``device`` at ``dtype`` now, with the numbers."""
+        available = self.optimizer.memory_available_gb(device)
+        if not num_params:
+            return FitVerdict(
+                fits=False,
+                dtype=dtype,
+                device=device,
+                required_gb=None,
+                available_gb=available,
+                reason="The parameter count is unknown, so the memory needed cannot be estimated.",
+            )
+        required = self.optimizer.estimate_model_memory(num_params, dtype)
+        fits = required <= available
+        reason = f"needs {required:.2f} GB at {dtype}; {available:.2f} GB available on {device}" + (
+            "" if fits else self._smaller_dtype_hint(num_params, dtype, available)
+        )
+        return FitVerdict(
+            fits=fits, dtype=dtype, device=device, required_gb=required, available_gb=available, reason=reason
+        )
+
+    def local_models(self) -> list[LocalModel]:
+        loaded = self.cache.current
+        loaded_path = loaded.metadata.path if loaded else None
+        found: list[LocalModel] = []
+        for model_id, files, revision in self._local_folders():
+            found.append(
+                LocalModel(
+                    id=model_id,
+                    source="local" if revision is None else "hub-cache",
+                    path=str(files.path),
+                    revision=revision,
+                    size_bytes=files.size_bytes,
+                    format=files.format,
+                    architecture=files.architecture,
+                    model_type=files.model_type,
+                    num_parameters=files.num_parameters,
+                    complete=files.complete,
+                    problems=files.problems,
+                    loaded=str(files.path) == loaded_path,
+                    modified_at=files.modified_at,
+                )
+            )
+        return found
+
+    def local_model(self, model_id: str) -> LocalModel:
+        for model in self.local_models():
+            if model.id == model_id:
+                return model
+        raise ModelNotFoundError(f"No local model '{model_id}'.", model_id=model_id)
+
+    def resolve_local(self, model_path: str | Path) -> tuple[Path, str, str | None]:
+        """Find a local model: ``(folder, model id, hub revision or None)``.
+
+        Accepts a folder path, a folder name inside the models directory, or a repo id in the Hub cache.
+        """
+        text = str(model_path).strip()
+        if not text:
+            raise InvalidRequestError("model_path is empty; pass a model folder or a local model id.")
+        candidate = Path(text).expanduser()
+        if candidate.is_absolute() or text.startswith("."):
+            if candidate.is_dir():
+                return candidate.resolve(), candidate.resolve().name, None
+            raise ModelNotFoundError(f"No folder at '{text}'.", model_path=text)
+        in_models = self.settings.models_path / text
+        if in_models.is_dir() and ".." not in Path(text).parts:
+            return in_models.resolve(), text, None
+        for model_id, files, revision in self._hub_cache_folders():
+            if model_id == text:
+                return files.path, model_id, revision
+        raise ModelNotFoundError(
+            f"No local model '{text}': not a folder, not in {self.settings.models_path}, not in the Hub cache. "
+            "Download it first (POST /model/download) or pass a folder path.",
+            model_path=text,
+        )
+
+    # ----------------------------------------------------------------- warm-up
+
+    def warmup(self) -> None:
+        """Pay the one-time import and class set-up cost (seconds) now, so the first load is as fast as later ones.
+
+        Runs in a background thread at start-up; a load that starts meanwhile simply shares the import lock.
+        """
+        self.warmup_state = "running"
+        started = time.perf_counter()
+        try:
+            import torch
+            from accelerate import init_empty_weights
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+            # Building tiny models on the meta device imports and initialises the modeling code of the common
+            # families (the lazy-module imports are most of the first load's cost).
+            for model_type in ("llama", "qwen2", "mistral", "gpt2"):
+                cfg = AutoConfig.for_model(
+                    model_type,
+                    hidden_size=64,
+                    intermediate_size=128,
+                    num_hidden_layers=1,
+                    num_attention_heads=2,
+                    num_key_value_heads=2,
+                    vocab_size=128,
+                    n_embd=64,
+                    n_layer=1,
+                    n_head=2,
+                )
+                with init_empty_weights():
+                    AutoModelForCausalLM.from_config(cfg)  # type: ignore[no-untyped-call]
+            torch.zeros(1)
+            self.warmup_state = "done"
+            logger.info("warm-up done in %.2fs", time.perf_counter() - started)
+        except Exception:
+            self.warmup_state = "failed"
+            logger.exception("warm-up failed; the first load will pay the import cost")
+
+    # ----------------------------------------------------------------- internals
+
+    def _placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
+        device = device or self.optimizer.get_device()
+        if device != "cpu":
+            available = {"cuda": self.optimizer.probe.cuda_available, "mps": self.optimizer.probe.mps_available}
+            if device not in available or not available[device]():
+                raise InvalidRequestError(
+                    f"Device '{device}' is not available on this machine; use 'cpu' or leave device empty.",
+                    device=device,
+                )
+        return device, dtype or self.optimizer.get_dtype(device)
+
+    def _check_remote_code(self, model_id: str, config: dict[str, Any], requested: bool) -> bool:
+        if not config.get("auto_map"):
+            return False
+        if requested and self.settings.trust_remote_code:
+            return True
+        raise UnsafeModelError(
+            f"'{model_id}' ships its own Python code, which Orchard does not run by default. If you trust its "
+            "authors, set ORCHARD_TRUST_REMOTE_CODE=true and pass trust_remote_code=true with the request.",
+            model_id=model_id,
+        )
+
+    def _check_pickle(self, model_id: str) -> None:
+        if not self.settings.allow_pickle_weights:
+            raise UnsafeModelError(
+                f"'{model_id}' has only pickle (.bin) weights, which can run code when loaded. Prefer a "
+                "safetensors version of the model, or set ORCHARD_ALLOW_PICKLE_WEIGHTS=true to allow them.",
+                model_id=model_id,
+            )
+
+    def _smaller_dtype_hint(self, num_params: int, dtype: str, available: float) -> str:
+        for smaller in ("bfloat16", "float16"):
+            if smaller != dtype and self.optimizer.estimate_model_memory(num_params, smaller) <= available:
+                return f"; it would fit at dtype={smaller}, or pass force=true to load anyway"
+        return "; free memory (unload the current model, close other apps) or pass force=true to load anyway"
+
+    def _check_fits(self, model_id: str, num_params: int, dtype: str, device: str, force: bool) -> None:
+        verdict = self.fit_verdict(num_params, dtype, device)
+        if verdict.fits:
+            return
+        if force:
+            logger.warning("loading %s although it may not fit: %s", model_id, verdict.reason)
+            return
+        raise InsufficientMemoryError(
+            f"'{model_id}' {verdict.reason}.",
+            model_id=model_id,
+            required_gb=verdict.required_gb,
+            available_gb=verdict.available_gb,
+            dtype=dtype,
+            device=device,
+        )
+
+    def _load_folder(
+        self,
+        path: Path,
+        *,
+        model_id: str,
+        source: ModelSource,
+        revision: str | None,
+        dtype: str,
+        device: str,
+        force: bool,
+        trust_remote_code: bool,
+    ) -> LoadedModel:
+        files = inspect_folder(path, count_pickle_params=True)
+        if files.config is not None:
+            allow_code = self._check_remote_code(model_id, files.config, trust_remote_code)
+        else:
+            allow_code = False
+        if not files.complete:
+            raise InvalidModelError(
+                f"'{model_id}' cannot be loaded: {'; '.join(files.problems)}.",
+                model_id=model_id,
+                problems=files.problems,
+            )
+        if files.format == "pytorch":
+            self._check_pickle(model_id)
+        if not files.has_tokenizer:
+            raise InvalidModelError(
+                f"'{model_id}' has no tokenizer files (tokenizer.json, tokenizer.model or vocab files).",
+                model_id=model_id,
+            )
+        if files.num_parameters:
+            self._check_fits(model_id, files.num_parameters, dtype, device, force)
+
+        with self.cache.loading_slot(model_id):
+            started = time.perf_counter()
+            model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
+            metadata = self._extract_metadata(
+                model,
+                tokenizer,
+                files,
+                model_id=model_id,
+                source=source,
+                revision=revision,
+                dtype=dtype,
+                load_seconds=time.perf_counter() - started,
+            )
+            loaded = LoadedModel(model=model, tokenizer=tokenizer, metadata=metadata)
+            old = self.cache.swap(loaded)
+        if old is not None:
+            logger.info("replaced %s with %s", old.metadata.model_id, model_id)
+            del old
+            release_memory()
+        logger.info("loaded %s on %s as %s in %.2fs", model_id, device, dtype, metadata.load_seconds)
+        return loaded
+
+    def _from_pretrained(
+        self, files: ModelFiles, model_id: str, dtype: str, device: str, allow_code: bool
+    ) -> tuple[Any, Any]:
+        import torch
+        from safetensors import SafetensorError
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(files.path, trust_remote_code=allow_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                files.path,
+                dtype=torch_dtype(dtype),
+                device_map=device if device != "cpu" else None,
+                use_safetensors=files.format == "safetensors",
+                trust_remote_code=allow_code,
+            )
+            model.eval()  # type: ignore[no-untyped-call]
+            return model, tokenizer
+        except torch.OutOfMemoryError as exc:
+            raise InsufficientMemoryError(
+                f"Ran out of memory loading '{model_id}' on {device}; free memory or choose a smaller dtype.",
+                model_id=model_id,
+            ) from exc
+        except StudioError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, TypeError) as exc:
+            logger.warning("loading %s failed", model_id, exc_info=True)
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+            raise InvalidModelError(f"'{model_id}' could not be loaded: {reason}", model_id=model_id) from exc
+
+    def _local_folders(self) -> Iterator[tuple[str, ModelFiles, str | None]]:
+        yield from self._models_dir_folders()
+        yield from self._hub_cache_folders()
+
+    def _models_dir_folders(self) -> Iterator[tuple[str, ModelFiles, str | None]]:
+        root = self.settings.models_path
+        if not root.is_dir():
+            return
+        for child in sorted(root.iterdir()):
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            if (child / "config.json").exists() or not any(p.is_dir() for p in child.iterdir()):
+                yield child.name, inspect_folder(child), None
+            else:  # organisation/name layout
+                for sub in sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    yield f"{child.name}/{sub.name}", inspect_folder(sub), None
+
+    def _hub_cache_folders(self) -> Iterator[tuple[str, ModelFiles, str | None]]:
+        try:
+            cache = scan_cache_dir(self.settings.hf_cache_dir)
+        except CacheNotFound:
+            return
+        for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+            if repo.repo_type != "model" or not repo.revisions:
+                continue
+            revision = max(repo.revisions, key=lambda r: r.last_modified)
+            files = inspect_folder(Path(revision.snapshot_path))
+            if files.format == "none":
+                continue  # only metadata was fetched (e.g. config.json by an info request): not a model
+            yield repo.repo_id, files, revision.commit_hash

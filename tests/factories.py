@@ -1,0 +1,118 @@
+"""Tiny real models for tests (and benchmarks): random weights, a trained byte-level BPE tokenizer, saved with
+``save_pretrained`` exactly as a Hub repo or a local folder would hold them. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CORPUS = [
+    "Orchard runs language models on your own machine.",
+    "The quick brown fox jumps over the lazy dog.",
+    "user: hello there\nassistant: hi, how can I help?",
+    "def add(a, b):\n    return a + b",
+    "Safetensors files are memory-mapped when they load.",
+] * 20
+
+LLAMA_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def make_tokenizer(vocab_size: int = 320, chat_template: str | None = None) -> Any:
+    """A byte-level BPE tokenizer trained on a few sentences, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def make_model(
+    path: Path,
+    kind: str = "llama",
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vocab_size: int = 320,
+    dtype: str = "float32",
+    safe_serialization: bool = True,
+    max_shard_size: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised causal LM (``llama`` or ``gpt2``) with its tokenizer into ``path``.
+
+    ``max_shard_size`` (e.g. ``"100KB"``) splits the weights into shards with an index, as large models are.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    tokenizer = make_tokenizer(vocab_size, LLAMA_CHAT_TEMPLATE if kind == "llama" else None)
+    if kind == "llama":
+        config: Any = LlamaConfig(
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2 + hidden_size // 2,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=256,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    elif kind == "gpt2":
+        config = GPT2Config(
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=4,
+            n_positions=128,
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    else:
+        raise ValueError(kind)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    if not safe_serialization:  # transformers 5 always writes safetensors; write the old pickle format by hand
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+        (path / "model.safetensors").unlink()
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def count_params(path: Path) -> int:
+    """Parameter count of a saved model, read by loading it (the slow, obvious way tests compare against)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def break_config(path: Path) -> None:
+    """Truncate a model's config.json mid-way, as an interrupted copy would."""
+    text = (path / "config.json").read_text()
+    (path / "config.json").write_text(text[: len(text) // 2])
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data))
