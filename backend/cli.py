@@ -20,6 +20,59 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pull(args: argparse.Namespace) -> int:
+    """Download a model with a progress bar; Ctrl-C cancels and keeps the partial files, so a rerun resumes."""
+    import time
+    from pathlib import Path
+
+    from pydantic import SecretStr
+    from tqdm import tqdm
+
+    from backend.config import get_settings
+    from backend.errors import StudioError
+    from backend.schemas.jobs import ACTIVE_STATUSES, DownloadRequest
+    from backend.services.downloads import DownloadManager
+    from backend.services.job_store import JobStore
+    from backend.services.model_service import ModelService
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    # A job store of its own: the server's database is the server's (it would mark its running jobs interrupted).
+    manager = DownloadManager(settings, ModelService(settings), JobStore(Path(":memory:")))
+    request = DownloadRequest(
+        model_id=args.model_id,
+        revision=args.revision,
+        access_token=SecretStr(args.token) if args.token else None,
+        load=False,
+        force=args.force,
+    )
+    try:
+        job = manager.start(request)
+    except StudioError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    bar = tqdm(desc=args.model_id, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True)
+    try:
+        while job.status in ACTIVE_STATUSES:
+            time.sleep(0.2)
+            job = manager.get(job.id)
+            bar.total = job.progress.total
+            bar.n = job.progress.completed
+            bar.set_postfix_str("stalled" if job.progress.stalled else job.status, refresh=True)
+    except KeyboardInterrupt:
+        job, _ = manager.cancel(job.id)
+        bar.close()
+        print(f"Cancelled. Run `orchard pull {args.model_id}` again to resume.", file=sys.stderr)
+        return 130
+    bar.close()
+    if job.status == "ready":
+        print(job.path)
+        return 0
+    message = job.error.message if job.error else job.status
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchard", description="Orchard: a local-first LLM studio.")
     parser.add_argument("--version", action="version", version=f"orchard {__version__}")
@@ -29,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="Port (default: ORCHARD_PORT, 8000).")
     serve.add_argument("--reload", action="store_true", help="Restart on code changes (development).")
     serve.set_defaults(func=_serve)
+    pull = commands.add_parser("pull", help="Download a model from the Hub with a progress bar (Ctrl-C cancels).")
+    pull.add_argument("model_id", help="Hub model id, e.g. Qwen/Qwen2.5-0.5B.")
+    pull.add_argument("--revision", help="Branch, tag or commit (default: main).")
+    pull.add_argument("--token", help="Hub token for gated/private models (default: HF_TOKEN).")
+    pull.add_argument("--force", action="store_true", help="Download even if it will not fit on disk.")
+    pull.set_defaults(func=_pull)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     memory_safety_margin_gb: float = Field(
         1.0, ge=0, description="Memory kept free for the OS and the app when deciding whether a model fits."
     )
+    disk_quota_gb: float | None = Field(
+        None, gt=0, description="Most disk Orchard may fill (Hub cache + models), in GB; empty = the whole disk."
+    )
+    download_stall_seconds: float = Field(
+        30.0, gt=0, description="A download with no byte for this long is reported as stalled."
+    )
     max_upload_gb: float = Field(20.0, gt=0, description="Largest model upload accepted, in GB (uncompressed).")
     warmup: bool = Field(
         True, description="Import torch/transformers in the background at start-up so the first load is fast."

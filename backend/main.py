@@ -13,9 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import model_loader, system
+from backend.api import jobs, model_loader, system
 from backend.config import Settings, get_settings
 from backend.errors import PayloadTooLargeError, install_error_handlers
+from backend.services.downloads import DownloadManager
 from backend.services.model_service import ModelService
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
         service = ModelService(settings)
-        app.state.model_service = service
+        downloads = DownloadManager(settings, service)
+        app.state.model_service, app.state.downloads = service, downloads
         if settings.warmup:
             threading.Thread(target=service.warmup, name="orchard-warmup", daemon=True).start()
         yield
+        downloads.shutdown()
+        downloads.store.close()
 
     app = FastAPI(
         title="Orchard",
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(model_loader.router)
+    app.include_router(jobs.router)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from backend.config import Settings
+from backend.services.downloads import DownloadManager
 from backend.services.model_service import ModelService
 
 
@@ -15,10 +16,16 @@ def get_model_service(request: Request) -> ModelService:
     return service
 
 
+def get_download_manager(request: Request) -> DownloadManager:
+    manager: DownloadManager = request.app.state.downloads
+    return manager
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+DownloadManagerDep = Annotated[DownloadManager, Depends(get_download_manager)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

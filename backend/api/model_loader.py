@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from backend.api.deps import ModelServiceDep
-from backend.errors import InvalidRequestError
+from backend.api.deps import DownloadManagerDep, ModelServiceDep
+from backend.errors import InvalidRequestError, ModelBusyError
+from backend.schemas.jobs import DownloadCheck, DownloadRequest, Job
 from backend.schemas.model import (
     CurrentModelResponse,
+    DeleteResponse,
     DeviceName,
-    DownloadRequest,
     DtypeName,
     LoadResponse,
     LocalModelsResponse,
@@ -24,6 +25,7 @@ from backend.schemas.model import (
     UploadResponse,
 )
 from backend.schemas.system import ModelHealthResponse
+from backend.services.downloads import raise_for_job
 from backend.services.model_service import LoadedModel, process_cache
 from backend.services.uploads import import_model
 
@@ -49,23 +51,50 @@ def _loaded(loaded: LoadedModel) -> LoadResponse:
     )
 
 
-@router.post("/download", operation_id="downloadModel", response_model=LoadResponse)
-def download_model(body: DownloadRequest, service: ModelServiceDep) -> LoadResponse:
-    """Download a model from the Hub (resuming what is cached) and load it.
+@router.post(
+    "/download",
+    operation_id="downloadModel",
+    response_model=Job,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": Job, "description": "With wait=true: the finished job."}},
+)
+def download_model(body: DownloadRequest, downloads: DownloadManagerDep, response: Response) -> Job:
+    """Start downloading a model from the Hub (and, by default, load it): 202 with the job to watch.
 
-    The memory check runs before any weight is fetched: a model that will not fit is refused with 507.
+    A second request for the same model and revision joins the running job. Before any byte is fetched the job
+    checks disk and (when loading) memory, and fails with 507 and the numbers unless ``force``. With
+    ``"wait": true`` the request blocks until the job ends and answers like the seed did: 200 with the finished
+    job, or the job's error with its status code.
     """
-    token = body.access_token.get_secret_value() if body.access_token else None
-    loaded = service.load_hub_model(
-        body.model_id,
-        token,
-        revision=body.revision,
-        dtype=body.dtype,
-        device=body.device,
-        force=body.force,
-        trust_remote_code=body.trust_remote_code,
-    )
-    return _loaded(loaded)
+    job = downloads.start(body)
+    if not body.wait:
+        return job
+    job = downloads.wait(job.id)
+    raise_for_job(job)
+    response.status_code = status.HTTP_200_OK
+    return job
+
+
+@router.get("/check/{model_id:path}", operation_id="checkDownload", response_model=DownloadCheck)
+def check_download(
+    model_id: str,
+    downloads: DownloadManagerDep,
+    access_token: Annotated[str | None, Query(description="Hub token for gated/private models.")] = None,
+    revision: Annotated[str | None, Query()] = None,
+    dtype: Annotated[DtypeName | None, Query()] = None,
+    device: Annotated[DeviceName | None, Query()] = None,
+) -> DownloadCheck:
+    """Before downloading: bytes still to fetch (cached files not counted) vs free disk, memory needed vs free."""
+    return downloads.check(model_id, revision=revision, access_token=access_token, dtype=dtype, device=device)
+
+
+@router.delete("/local-models/{model_id:path}", operation_id="deleteLocalModel", response_model=DeleteResponse)
+def delete_local_model(model_id: str, service: ModelServiceDep, downloads: DownloadManagerDep) -> DeleteResponse:
+    """Delete a local model (models directory or Hub cache) and report the bytes freed; 409 if loaded/downloading."""
+    if downloads.is_downloading(model_id):
+        raise ModelBusyError(f"'{model_id}' is downloading; cancel the job before deleting it.", model_id=model_id)
+    path, freed = service.delete_local(model_id)
+    return DeleteResponse(model_id=model_id, path=str(path), freed_bytes=freed)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.utils.mac_optimization import MemoryStats
 
@@ -27,16 +27,6 @@ class LoadOptions(_Request):
     trust_remote_code: bool = Field(
         False, description="Run the model's own code; also needs the trust_remote_code setting."
     )
-
-
-class DownloadRequest(LoadOptions):
-    model_id: str = Field(..., min_length=1, max_length=200, examples=["gpt2", "Qwen/Qwen2.5-0.5B"])
-    access_token: SecretStr | None = Field(None, description="Hub token for gated/private models; never stored.")
-    revision: str | None = Field(None, max_length=200, description="Branch, tag or commit; default main.")
-
-
-class LocalLoadRequest(LoadOptions):
-    model_path: str = Field(..., min_length=1, description="A model folder on the server, or a local model id.")
 
 
 class ModelMetadata(BaseModel):
@@ -137,6 +127,12 @@ class ModelInfoResponse(BaseModel):
     context_length: int | None
     estimated_memory_gb: float | None
     memory: FitVerdict
+
+
+class DeleteResponse(BaseModel):
+    model_id: str
+    path: str
+    freed_bytes: int
 
 
 class UploadResponse(BaseModel):

@@ -6,16 +6,29 @@ its environment variables once, at import.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import logging
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2
-from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub import (
+    HfApi,
+    get_hf_file_metadata,
+    get_session,
+    hf_hub_download,
+    hf_hub_url,
+    hf_raise_for_status,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -26,8 +39,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 from huggingface_hub.errors import RevisionNotFoundError as HubRevisionNotFoundError
+from huggingface_hub.file_download import DryRunFileInfo, repo_folder_name
 from huggingface_hub.hf_api import ModelInfo
+from huggingface_hub.utils._headers import build_hf_headers
+from huggingface_hub.utils._runtime import is_xet_available  # the library's own test for Xet downloads
 from huggingface_hub.utils._validators import validate_repo_id
+from tqdm.auto import tqdm
 
 from backend.config import Settings
 from backend.errors import (
@@ -46,6 +63,10 @@ logger = logging.getLogger(__name__)
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
 PICKLE_FILE_PATTERNS = ["pytorch_model*.bin"]
 REMOTE_CODE_PATTERNS = ["*.py"]
+RESUMABLE_MIN_BYTES = 1024 * 1024  # files at least this large are fetched so that a later call resumes them
+READ_TIMEOUT_S = 2.0  # longest wait for a byte before a fetch checks for cancel and asks again
+MAX_FETCH_FAILURES = 4  # transport failures in a row, with no byte between them, before a fetch gives up
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_repo_id(model_id: str) -> None:
@@ -185,34 +206,206 @@ class HubClient:
                 params = {str(k): int(v) for k, v in meta.parameter_count.items()}
         return RemoteModel(info=info, config=config, parameters_by_dtype=params)
 
-    def download(
-        self,
-        model_id: str,
-        *,
-        revision: str | None = None,
-        token: str | None = None,
-        allow_pickle: bool = False,
-        allow_remote_code: bool = False,
-    ) -> Path:
-        """Fetch the files a transformers model needs into the Hub cache; return the snapshot folder.
-
-        Pickle weights are fetched only when allowed and the repo has no safetensors; Python files only when
-        remote code is allowed. Partial files are resumed by later calls.
-        """
-        check_repo_id(model_id)
+    @staticmethod
+    def file_patterns(*, allow_pickle: bool = False, allow_remote_code: bool = False) -> list[str]:
+        """The files Orchard fetches for a model: what transformers needs, never other formats."""
         patterns = list(MODEL_FILE_PATTERNS)
         if allow_pickle:
             patterns += PICKLE_FILE_PATTERNS
         if allow_remote_code:
             patterns += REMOTE_CODE_PATTERNS
-        with hub_errors(model_id, revision=revision, token_given=token is not None):
-            path = snapshot_download(
+        return patterns
+
+    def plan(
+        self,
+        model_id: str,
+        *,
+        commit: str,
+        token: str | None,
+        patterns: list[str],
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> list[DryRunFileInfo]:
+        """Which files a download would fetch, their sizes, and which are already cached (HEAD requests only).
+
+        ``include``/``exclude`` narrow the files Orchard would fetch; they never widen them.
+        """
+        with hub_errors(model_id, revision=commit, token_given=token is not None):
+            files = snapshot_download(
                 model_id,
-                revision=revision,
+                revision=commit,
                 token=token,
                 cache_dir=self.settings.hf_cache_dir,
                 endpoint=self.settings.hf_endpoint,
                 allow_patterns=patterns,
+                ignore_patterns=exclude,
                 library_name="orchard",
+                tqdm_class=SilentProgress,
+                dry_run=True,
+            )
+        if include:
+            files = [f for f in files if any(fnmatch.fnmatch(f.filename, p) for p in include)]
+        return sorted(files, key=lambda f: f.filename)
+
+    def fetch(
+        self,
+        model_id: str,
+        plan: list[DryRunFileInfo],
+        *,
+        commit: str,
+        token: str | None,
+        on_bytes: Callable[[int, bool], None] = lambda n, resumed: None,
+        cancelled: Callable[[], bool] = lambda: False,
+        tqdm_class: type[tqdm[Any]] | None = None,
+    ) -> Path:
+        """Fetch the files of a :meth:`plan` into the Hub cache and return the snapshot folder.
+
+        Files of :data:`RESUMABLE_MIN_BYTES` and more go through :meth:`fetch_resumable` (four at a time), so an
+        interrupted fetch continues where it stopped; ``snapshot_download`` then links them and fetches the rest.
+        """
+        large = [f.filename for f in plan if f.will_download and (f.file_size or 0) >= RESUMABLE_MIN_BYTES]
+        if large:
+            with ThreadPoolExecutor(max_workers=min(4, len(large)), thread_name_prefix="fetch") as pool:
+                fetches = [
+                    pool.submit(
+                        self.fetch_resumable,
+                        model_id,
+                        name,
+                        commit=commit,
+                        token=token,
+                        on_bytes=on_bytes,
+                        cancelled=cancelled,
+                    )
+                    for name in large
+                ]
+                for fetch in fetches:
+                    fetch.result()
+        with hub_errors(model_id, revision=commit, token_given=token is not None):
+            path = snapshot_download(
+                model_id,
+                revision=commit,
+                token=token,
+                cache_dir=self.settings.hf_cache_dir,
+                endpoint=self.settings.hf_endpoint,
+                allow_patterns=[f.filename for f in plan],
+                library_name="orchard",
+                tqdm_class=tqdm_class or SilentProgress,
             )
         return Path(path)
+
+    def fetch_resumable(
+        self,
+        model_id: str,
+        filename: str,
+        *,
+        commit: str,
+        token: str | None,
+        on_bytes: Callable[[int, bool], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """Fetch one large file into the Hub cache so that an interrupted fetch resumes where it stopped.
+
+        huggingface_hub (since 2.x) writes each attempt to a unique temporary file and deletes it on failure, so
+        a cancelled or crashed download starts again from zero. Here the bytes go to ``blobs/<etag>.incomplete``
+        and later calls continue it with an HTTP Range request; once complete and checked against its sha256
+        the file becomes ``blobs/<etag>``, which ``hf_hub_download`` then links into the snapshot instead of
+        downloading. Reads wait at most :data:`READ_TIMEOUT_S`, so a cancel takes effect within about that
+        long even on a stalled connection. Files stored with Xet are left to the library (its chunk cache keeps
+        what was fetched).
+
+        Args:
+            on_bytes: Called with ``(n, resumed)`` for bytes already on disk (``resumed``) and bytes received.
+            cancelled: Polled between reads; when it returns True the fetch stops, keeping the partial file.
+
+        Raises:
+            DownloadCancelled, StudioError subclasses (see :func:`hub_errors`).
+        """
+        url = hf_hub_url(model_id, filename, revision=commit, endpoint=self.settings.hf_endpoint)
+        with hub_errors(model_id, revision=commit, token_given=token is not None):
+            meta = get_hf_file_metadata(url, token=token, endpoint=self.settings.hf_endpoint)
+        if meta.etag is None or meta.location is None or (meta.xet_file_data is not None and is_xet_available()):
+            return
+        blob = self.repo_folder(model_id) / "blobs" / meta.etag
+        if blob.exists():
+            return
+        partial = blob.with_name(f"{meta.etag}.incomplete")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        headers = build_hf_headers(token=token, library_name="orchard")
+        with partial.open("ab") as out:
+            if meta.size is not None and out.tell() > meta.size:  # not this file's bytes: start over
+                out.truncate(0)
+            on_bytes(out.tell(), True)
+            failures = 0
+            while meta.size is None or out.tell() < meta.size:
+                if cancelled():
+                    raise DownloadCancelled()
+                done = out.tell()
+                try:
+                    with hub_errors(model_id, revision=commit, token_given=token is not None):
+                        self._read_into(meta.location, headers, done, out, on_bytes, cancelled)
+                    failures = 0
+                    if meta.size is None:
+                        break
+                except HubUnavailableError:
+                    failures = failures + 1 if out.tell() == done else 0  # progress resets the count
+                    if failures >= MAX_FETCH_FAILURES:
+                        raise
+                    time.sleep(min(2.0**failures / 4, 2.0))
+        if SHA256_RE.match(meta.etag) and _sha256(partial) != meta.etag:
+            partial.unlink()
+            raise InvalidModelError(
+                f"'{filename}' of '{model_id}' did not match its checksum and was discarded; download it again.",
+                model_id=model_id,
+            )
+        partial.replace(blob)
+
+    @staticmethod
+    def _read_into(
+        url: str,
+        headers: dict[str, str],
+        start: int,
+        out: IO[bytes],
+        on_bytes: Callable[[int, bool], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """One HTTP request from byte ``start``, appending what arrives to ``out`` until it ends or times out."""
+        request_headers = {**headers, "Range": f"bytes={start}-"} if start else headers
+        timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=10.0)
+        try:
+            with get_session().stream(
+                "GET", url, headers=request_headers, follow_redirects=True, timeout=timeout
+            ) as response:
+                hf_raise_for_status(response)
+                if start and response.status_code == 200:  # the server ignored the Range: start over
+                    out.truncate(0)
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    on_bytes(len(chunk), False)
+                    if cancelled():
+                        raise DownloadCancelled()
+        except httpx2.ReadTimeout:
+            return  # no byte for READ_TIMEOUT_S: the caller checks for cancel and asks again from here
+
+    def repo_folder(self, model_id: str) -> Path:
+        """Where the Hub cache keeps ``model_id`` (its blobs, partial files and snapshots)."""
+        return self.settings.hf_cache_dir / repo_folder_name(repo_id=model_id, repo_type="model")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DownloadCancelled(Exception):
+    """Raised inside a transfer to stop it; partial files stay for a resume."""
+
+
+class SilentProgress(tqdm):  # type: ignore[type-arg]  # generic only in the stubs
+    """A progress bar that draws nothing (downloads report progress through jobs, not stderr)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)

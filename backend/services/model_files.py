@@ -6,8 +6,10 @@ with pickle weights only, from the config through accelerate's empty-weight init
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +90,18 @@ def folder_size(path: Path) -> int:
                 total += p.stat().st_size
         except OSError:  # a dangling symlink: the blob is gone
             continue
+    return total
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes used by regular files under ``path`` (symlinks not followed, so Hub cache blobs count once)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            file = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(file):
+                    total += os.lstat(file).st_size
     return total
 
 

@@ -20,6 +20,7 @@ import ctypes.util
 import gc
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ from backend.services.model_files import (
     config_int,
     context_length,
     count_parameters_from_config,
+    disk_bytes,
     inspect_folder,
 )
 from backend.utils.mac_optimization import GB, MACOptimizer, torch_dtype
@@ -291,23 +293,20 @@ class ModelService:
     ) -> LoadedModel:
         token = self.settings.token(access_token)
         remote = self.hub.inspect(model_id, revision=revision, token=token)
-        device, dtype = self._placement(device, dtype)
-        allow_code = self._check_remote_code(model_id, remote.config or {}, trust_remote_code)
+        device, dtype = self.placement(device, dtype)
+        allow_code = self.check_remote_code(model_id, remote.config or {}, trust_remote_code)
         if remote.weight_format == "pytorch":
-            self._check_pickle(model_id)
+            self.check_pickle(model_id)
         num_params = sum(remote.parameters_by_dtype.values()) or (
             count_parameters_from_config(remote.config) if remote.config else None
         )
         if num_params:  # refuse before fetching a byte
-            self._check_fits(model_id, num_params, dtype, device, force)
-        path = self.hub.download(
-            model_id,
-            revision=remote.info.sha,
-            token=token,
-            allow_pickle=remote.weight_format == "pytorch",
-            allow_remote_code=allow_code,
-        )
-        return self._load_folder(
+            self.check_fits(model_id, num_params, dtype, device, force)
+        patterns = self.hub.file_patterns(allow_pickle=remote.weight_format == "pytorch", allow_remote_code=allow_code)
+        commit = remote.info.sha or revision or "main"
+        plan = self.hub.plan(model_id, commit=commit, token=token, patterns=patterns)
+        path = self.hub.fetch(model_id, plan, commit=commit, token=token)
+        return self.load_folder(
             path,
             model_id=model_id,
             source="hub",
@@ -329,8 +328,8 @@ class ModelService:
         source: ModelSource = "local",
     ) -> LoadedModel:
         path, model_id, revision = self.resolve_local(model_path)
-        device, dtype = self._placement(device, dtype)
-        return self._load_folder(
+        device, dtype = self.placement(device, dtype)
+        return self.load_folder(
             path,
             model_id=model_id,
             source=source,
@@ -362,7 +361,7 @@ class ModelService:
         device: str | None = None,
     ) -> ModelInfoResponse:
         remote = self.hub.inspect(model_id, revision=revision, token=self.settings.token(access_token))
-        device, dtype = self._placement(device, dtype)
+        device, dtype = self.placement(device, dtype)
         num_params = sum(remote.parameters_by_dtype.values()) or (
             count_parameters_from_config(remote.config) if remote.config else None
         )
@@ -443,6 +442,24 @@ class ModelService:
                 return model
         raise ModelNotFoundError(f"No local model '{model_id}'.", model_id=model_id)
 
+    def delete_local(self, model_id: str) -> tuple[Path, int]:
+        """Delete a local model (its models-directory folder, or its whole Hub cache entry, partial files included).
+
+        Returns ``(what was deleted, bytes freed)``.
+
+        Raises:
+            ModelNotFoundError, ModelBusyError (the model is loaded or loading).
+        """
+        model = self.local_model(model_id)
+        folder = Path(model.path) if model.source == "local" else self.hub.repo_folder(model_id)
+        current, loading = self.cache.current, self.cache.loading
+        if model.loaded or loading == model_id or (current and Path(current.metadata.path).is_relative_to(folder)):
+            raise ModelBusyError(f"'{model_id}' is loaded; unload it before deleting it.", model_id=model_id)
+        freed = disk_bytes(folder)
+        shutil.rmtree(folder)
+        logger.info("deleted %s (%d bytes)", folder, freed)
+        return folder, freed
+
     def resolve_local(self, model_path: str | Path) -> tuple[Path, str, str | None]:
         """Find a local model: ``(folder, model id, hub revision or None)``.
 
@@ -508,7 +525,7 @@ class ModelService:
 
     # ----------------------------------------------------------------- internals
 
-    def _placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
+    def placement(self, device: str | None, dtype: str | None) -> tuple[str, str]:
         device = device or self.optimizer.get_device()
         if device != "cpu":
             available = {"cuda": self.optimizer.probe.cuda_available, "mps": self.optimizer.probe.mps_available}
@@ -519,7 +536,7 @@ class ModelService:
                 )
         return device, dtype or self.optimizer.get_dtype(device)
 
-    def _check_remote_code(self, model_id: str, config: dict[str, Any], requested: bool) -> bool:
+    def check_remote_code(self, model_id: str, config: dict[str, Any], requested: bool) -> bool:
         if not config.get("auto_map"):
             return False
         if requested and self.settings.trust_remote_code:
@@ -530,7 +547,7 @@ class ModelService:
             model_id=model_id,
         )
 
-    def _check_pickle(self, model_id: str) -> None:
+    def check_pickle(self, model_id: str) -> None:
         if not self.settings.allow_pickle_weights:
             raise UnsafeModelError(
                 f"'{model_id}' has only pickle (.bin) weights, which can run code when loaded. Prefer a "
@@ -544,7 +561,7 @@ class ModelService:
                 return f"; it would fit at dtype={smaller}, or pass force=true to load anyway"
         return "; free memory (unload the current model, close other apps) or pass force=true to load anyway"
 
-    def _check_fits(self, model_id: str, num_params: int, dtype: str, device: str, force: bool) -> None:
+    def check_fits(self, model_id: str, num_params: int, dtype: str, device: str, force: bool) -> None:
         verdict = self.fit_verdict(num_params, dtype, device)
         if verdict.fits:
             return
@@ -560,7 +577,7 @@ class ModelService:
             device=device,
         )
 
-    def _load_folder(
+    def load_folder(
         self,
         path: Path,
         *,
@@ -574,7 +591,7 @@ class ModelService:
     ) -> LoadedModel:
         files = inspect_folder(path, count_pickle_params=True)
         if files.config is not None:
-            allow_code = self._check_remote_code(model_id, files.config, trust_remote_code)
+            allow_code = self.check_remote_code(model_id, files.config, trust_remote_code)
         else:
             allow_code = False
         if not files.complete:
@@ -584,14 +601,14 @@ class ModelService:
                 problems=files.problems,
             )
         if files.format == "pytorch":
-            self._check_pickle(model_id)
+            self.check_pickle(model_id)
         if not files.has_tokenizer:
             raise InvalidModelError(
                 f"'{model_id}' has no tokenizer files (tokenizer.json, tokenizer.model or vocab files).",
                 model_id=model_id,
             )
         if files.num_parameters:
-            self._check_fits(model_id, files.num_parameters, dtype, device, force)
+            self.check_fits(model_id, files.num_parameters, dtype, device, force)
 
         with self.cache.loading_slot(model_id):
             started = time.perf_counter()

@@ -57,10 +57,18 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_env_example_lists_every_setting() -> None:
-    example = (Path(__file__).parents[2] / ".env.example").read_text()
-    for name in Settings.model_fields:
-        assert f"ORCHARD_{name.upper()}=" in example, name
+def test_env_example_and_readme_table_are_current() -> None:
+    """Both are generated from Settings: `uv run python scripts/settings_docs.py` updates them."""
+    import importlib.util
+
+    root = Path(__file__).parents[2]
+    spec = importlib.util.spec_from_file_location("settings_docs", root / "scripts" / "settings_docs.py")
+    assert spec is not None and spec.loader is not None
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    assert (root / ".env.example").read_text() == docs.env_example()
+    readme = (root / "README.md").read_text()
+    assert docs.readme_with_table(readme) == readme and "`ORCHARD_DISK_QUOTA_GB`" in readme
 
 
 def _free_port() -> int:

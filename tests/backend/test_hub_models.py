@@ -53,9 +53,10 @@ def test_info_for_an_id_without_organisation_and_other_dtype(api: TestClient) ->
 
 
 def test_download_loads_and_lists(api: TestClient, settings: Settings) -> None:
-    response = api.post("/model/download", json={"model_id": "orchard-test/tiny-llama"})
+    response = api.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "wait": True})
     assert response.status_code == 200, response.text
-    meta = response.json()["metadata"]
+    assert response.json()["status"] == "ready"
+    meta = response.json()["result"]
     assert meta["source"] == "hub" and meta["model_id"] == "orchard-test/tiny-llama" and len(meta["revision"]) == 40
     assert Path(meta["path"]).is_relative_to(settings.hf_cache_dir)
     listed = {m["id"]: m for m in api.get("/model/local-models").json()["models"]}
@@ -78,7 +79,7 @@ def test_seed_python_calls_against_the_hub(hub: HubServer, settings: Settings) -
 
 
 def test_downloaded_model_loads_offline_by_id(api: TestClient, settings: Settings) -> None:
-    assert api.post("/model/download", json={"model_id": "tiny-gpt2"}).status_code == 200
+    assert api.post("/model/download", json={"model_id": "tiny-gpt2", "wait": True}).status_code == 200
     api.post("/model/unload")
     settings.hf_endpoint = UNREACHABLE_HUB
     with TestClient(create_app(settings)) as offline:
@@ -87,15 +88,20 @@ def test_downloaded_model_loads_offline_by_id(api: TestClient, settings: Setting
 
 
 def test_gated_model_needs_a_good_token(api: TestClient) -> None:
-    anonymous = api.post("/model/download", json={"model_id": "orchard-test/gated-llama"})
+    anonymous = api.post("/model/download", json={"model_id": "orchard-test/gated-llama", "wait": True})
     assert anonymous.status_code == 401
     assert (
         anonymous.json()["error"]["code"] == "repo_access_denied"
         and "access_token" in anonymous.json()["error"]["message"]
     )
-    wrong = api.post("/model/download", json={"model_id": "orchard-test/gated-llama", "access_token": "hf_wrong_token"})
+    wrong = api.post(
+        "/model/download",
+        json={"model_id": "orchard-test/gated-llama", "access_token": "hf_wrong_token", "wait": True},
+    )
     assert wrong.status_code == 403 and "hf_wrong_token" not in wrong.text
-    good = api.post("/model/download", json={"model_id": "orchard-test/gated-llama", "access_token": TOKEN})
+    good = api.post(
+        "/model/download", json={"model_id": "orchard-test/gated-llama", "access_token": TOKEN, "wait": True}
+    )
     assert good.status_code == 200 and TOKEN not in good.text
 
 
@@ -112,33 +118,35 @@ def test_configured_token_is_used(hub: HubServer, settings: Settings) -> None:
 
 
 def test_unknown_repo_and_revision(api: TestClient) -> None:
-    missing = api.post("/model/download", json={"model_id": "orchard-test/does-not-exist"})
+    missing = api.post("/model/download", json={"model_id": "orchard-test/does-not-exist", "wait": True})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
-    revision = api.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "revision": "v9"})
+    revision = api.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "revision": "v9", "wait": True})
     assert revision.status_code == 404 and revision.json()["error"]["code"] == "revision_not_found"
     assert api.get("/model/local-models").json()["models"] == []
 
 
 def test_hub_down_is_502(local_models: Path, settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
-        response = client.post("/model/download", json={"model_id": "orchard-test/tiny-llama"})
+        response = client.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "wait": True})
     assert response.status_code == 502 and response.json()["error"]["code"] == "hub_unavailable"
 
 
 def test_too_big_is_refused_before_any_weight_byte(hub: HubServer, settings: Settings) -> None:
     tight = settings.model_copy(update={"memory_safety_margin_gb": 10_000.0})
     with TestClient(create_app(tight)) as client:
-        response = client.post("/model/download", json={"model_id": "orchard-test/tiny-llama"})
+        response = client.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "wait": True})
         error = response.json()["error"]
         assert response.status_code == 507 and error["code"] == "insufficient_memory"
         assert error["required_gb"] > 0 and "force=true" in error["message"]
         assert weight_bytes_fetched(hub) == 0
         assert client.get("/model/local-models").json()["models"] == []
-        forced = client.post("/model/download", json={"model_id": "orchard-test/tiny-llama", "force": True})
+        forced = client.post(
+            "/model/download", json={"model_id": "orchard-test/tiny-llama", "force": True, "wait": True}
+        )
         assert forced.status_code == 200
 
 
 def test_pickle_only_repo_is_refused_before_download(api: TestClient, hub: HubServer) -> None:
-    response = api.post("/model/download", json={"model_id": "orchard-test/pickle-llama"})
+    response = api.post("/model/download", json={"model_id": "orchard-test/pickle-llama", "wait": True})
     assert response.status_code == 403 and response.json()["error"]["code"] == "unsafe_model"
     assert weight_bytes_fetched(hub) == 0
