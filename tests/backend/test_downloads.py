@@ -278,3 +278,53 @@ def test_cli_pull_unknown_model(hub: HubServer, settings: Settings) -> None:
     process = _pull(hub, settings, "orchard-test/nope")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "No model 'orchard-test/nope'" in err
+
+
+def test_server_killed_mid_download_then_restart_resumes(big_hub: HubServer, settings: Settings) -> None:
+    """A real server process killed with SIGKILL: the job is found interrupted by the next start, and resumes."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {
+        "ORCHARD_HOME_DIR": str(settings.home_dir),
+        "ORCHARD_HF_CACHE_DIR": str(settings.hf_cache_dir),
+        "ORCHARD_HF_ENDPOINT": big_hub.endpoint,
+        "ORCHARD_PORT": str(port),
+        "ORCHARD_WARMUP": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve"], env=env, cwd=Path(__file__).parents[2],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    big_hub.throttle_bytes_per_s = 3 * MB  # slow enough that progress is saved (once a second) before the kill
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        job = httpx.post(f"{base}/model/download", json={"model_id": BIG, "load": False}, timeout=10).json()
+        while httpx.get(f"{base}/model/jobs/{job['id']}", timeout=5).json()["progress"]["completed"] < 5 * MB:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    big_hub.throttle_bytes_per_s = None
+    big_hub.reset_log()
+    with TestClient(create_app(settings)) as restarted:
+        found = restarted.get(f"/model/jobs/{job['id']}").json()
+        assert found["status"] == "interrupted" and found["progress"]["completed"] >= 2 * MB  # last saved progress
+        restarted.post(f"/model/jobs/{job['id']}/resume")
+        done = wait_for(restarted, job["id"], lambda j: j["status"] in ("ready", "failed"))
+        assert done["status"] == "ready", done
+    resumed_from = weight_gets(big_hub)[0].range
+    assert resumed_from is not None and int(resumed_from.split("=")[1].split("-")[0]) >= 4 * MB
