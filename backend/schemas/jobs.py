@@ -99,4 +99,6 @@ class DownloadCheck(BaseModel):
     memory_available_gb: float
     fits_memory: bool
     fits: bool
+    disk_reason: str
+    memory_reason: str
     reason: str

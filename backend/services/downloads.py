@@ -346,11 +346,9 @@ class DownloadManager:
         )
         memory = self.models.fit_verdict(num_params, dtype, device)
         fits_disk = to_fetch <= free
-        reasons = [
-            f"{to_fetch / 1e9:.2f} GB to fetch, {free / 1e9:.2f} GB free on disk"
-            + ("" if fits_disk else ": free disk space or raise ORCHARD_DISK_QUOTA_GB"),
-            f"memory: {memory.reason}",
-        ]
+        disk_reason = f"{to_fetch / 1e9:.2f} GB to fetch, {free / 1e9:.2f} GB free on disk" + (
+            "" if fits_disk else ": free disk space or raise ORCHARD_DISK_QUOTA_GB"
+        )
         check = DownloadCheck(
             model_id=model_id,
             revision=revision,
@@ -368,7 +366,9 @@ class DownloadManager:
             memory_available_gb=memory.available_gb,
             fits_memory=memory.fits,
             fits=fits_disk and memory.fits,
-            reason="; ".join(reasons),
+            disk_reason=disk_reason,
+            memory_reason=memory.reason,
+            reason=f"disk: {disk_reason}; memory: {memory.reason}",
         )
         return check, plan
 
@@ -404,7 +404,7 @@ class DownloadManager:
                 )
             if job.load and not check.fits_memory and not job.force:
                 raise InsufficientMemoryError(
-                    f"'{job.model_id}' {check.reason.split('memory: ', 1)[1]}.",
+                    f"'{job.model_id}' {check.memory_reason}.",
                     model_id=job.model_id,
                     required_gb=check.memory_required_gb,
                     available_gb=check.memory_available_gb,
