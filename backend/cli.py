@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from backend import __version__
@@ -14,6 +15,8 @@ def _serve(args: argparse.Namespace) -> int:
     from backend.config import get_settings
 
     settings = get_settings()
+    # uvicorn configures its own loggers only; Orchard's (warm-up, downloads, loads) go to stderr the same way.
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
     uvicorn.run("backend.main:app", host=host, port=port, reload=args.reload, log_level=settings.log_level)
