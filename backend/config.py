@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         description="Browser origins allowed to call the API (JSON list). The Vite dev server by default.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging level.")
+    ui_dir: Path | None = Field(
+        None, description="The built web app served at /. Default: frontend/dist next to the backend package."
+    )
 
     # --- Hugging Face ---
     hf_token: SecretStr | None = Field(
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
     max_upload_gb: float = Field(20.0, gt=0, description="Largest model upload accepted, in GB (uncompressed).")
     warmup: bool = Field(
         True, description="Import torch/transformers in the background at start-up so the first load is fast."
+    )
+
+    # --- Chat ---
+    chat_max_new_tokens: int = Field(
+        512, ge=1, description="Tokens a reply may have when the request does not say (max_tokens)."
+    )
+    chat_queue_size: int = Field(
+        8, ge=0, description="Chat requests that may wait for the model; past it they get 503 with Retry-After."
     )
 
     # --- Training defaults (used by fine-tuning) ---

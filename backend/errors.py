@@ -11,15 +11,37 @@ their traceback and answered with a generic 500 that reveals nothing of the inte
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong; extra fields carry numbers and ids (``required_gb``, ``model_id``...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="Stable, machine-readable: model_not_found, insufficient_memory, ...")
+    message: str = Field(description="What happened and what to do next, for a person.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {"model": ErrorResponse, "description": "An error, in Orchard's one shape."}
+}
 
 
 class StudioError(Exception):
@@ -32,6 +54,7 @@ class StudioError(Exception):
 
     status_code: int = 500
     code: str = "internal_error"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -84,6 +107,26 @@ class ModelBusyError(StudioError):
     status_code, code = 409, "model_busy"
 
 
+class ModelNotLoadedError(StudioError):
+    """A request needs a loaded model and there is none, or another one is loaded."""
+
+    status_code, code = 409, "model_not_loaded"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"x-should-retry": "false"}  # the openai clients retry 409 unless told not to
+
+
+class ServerBusyError(StudioError):
+    """Too much queued work: try again after ``retry_after`` seconds (503 with Retry-After)."""
+
+    status_code, code = 503, "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ModelExistsError(StudioError):
     status_code, code = 409, "model_exists"
 
@@ -110,9 +153,31 @@ class HubUnavailableError(StudioError):
         self.status_code = status_code
 
 
-def _error_response(status_code: int, code: str, message: str, **details: Any) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, **details}}
-    return JSONResponse(jsonable_encoder(body), status_code=status_code)
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_busy_error",
+}
+
+
+def _error_response(
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **details: Any,
+) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message, **details}
+    if request.url.path.startswith("/v1/"):
+        # The OpenAI-compatible API answers in OpenAI's shape, which also has our code and message.
+        error = {"message": message, "type": _OPENAI_TYPES.get(status_code, "api_error"), "param": None, **error}
+    return JSONResponse(jsonable_encoder({"error": error}), status_code=status_code, headers=dict(headers or {}))
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
@@ -123,9 +188,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StudioError)
     async def _studio_error(request: Request, exc: StudioError) -> JSONResponse:
-        log = logger.warning if exc.status_code < 500 or exc.status_code == 507 else logger.error
+        log = logger.error if exc.status_code == 500 else logger.warning
         log("%s %s -> %s %s: %s", request.method, request.url.path, exc.status_code, exc.code, exc.message)
-        return JSONResponse(jsonable_encoder(exc.to_body()), status_code=exc.status_code)
+        return _error_response(request, exc.status_code, exc.code, exc.message, exc.headers, **exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,17 +199,16 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
-        return _error_response(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
+        return _error_response(request, 422, "validation_error", f"{where}: {first['msg']}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        response = _error_response(exc.status_code, code, str(exc.detail))
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+        return _error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("Unexpected error on %s %s", request.method, request.url.path)
-        return _error_response(500, "internal_error", "Unexpected server error; the details are in the server log.")
+        return _error_response(
+            request, 500, "internal_error", "Unexpected server error; the details are in the server log."
+        )

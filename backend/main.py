@@ -13,9 +13,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import jobs, model_loader, system
+from backend.api import chat, jobs, model_loader, openai_compat, system
+from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
-from backend.errors import PayloadTooLargeError, install_error_handlers
+from backend.errors import ERROR_RESPONSES, PayloadTooLargeError, install_error_handlers
+from backend.services.chat_service import ChatService
 from backend.services.downloads import DownloadManager
 from backend.services.model_service import ModelService
 
@@ -64,9 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = ModelService(settings)
         downloads = DownloadManager(settings, service)
         app.state.model_service, app.state.downloads = service, downloads
+        app.state.chat_service = chat_service = ChatService(settings, service.cache)
         if settings.warmup:
             threading.Thread(target=service.warmup, name="orchard-warmup", daemon=True).start()
         yield
+        chat_service.shutdown()
         downloads.shutdown()
         downloads.store.close()
 
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="A local-first LLM studio: get, load and use language models on your own machine.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.add_middleware(
@@ -89,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(model_loader.router)
     app.include_router(jobs.router)
+    app.include_router(chat.router)
+    app.include_router(openai_compat.router)
+    mount_ui(app, settings.ui_dir)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())

@@ -17,6 +17,7 @@ SECTIONS = {
     "hf_token": "Hugging Face",
     "home_dir": "Paths",
     "device": "Loading and downloads",
+    "chat_max_new_tokens": "Chat",
     "train_batch_size": "Training defaults",
     "lora_r": "LoRA defaults",
     "rag_embedding_model": "RAG defaults",

@@ -55,6 +55,7 @@ def make_model(
     safe_serialization: bool = True,
     max_shard_size: str | None = None,
     seed: int = 0,
+    context_length: int | None = None,
 ) -> Path:
     """Save a randomly initialised causal LM (``llama`` or ``gpt2``) with its tokenizer into ``path``.
 
@@ -72,7 +73,7 @@ def make_model(
             num_attention_heads=4,
             num_key_value_heads=2,
             vocab_size=len(tokenizer),
-            max_position_embeddings=256,
+            max_position_embeddings=context_length or 256,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -82,7 +83,7 @@ def make_model(
             n_embd=hidden_size,
             n_layer=num_layers,
             n_head=4,
-            n_positions=128,
+            n_positions=context_length or 128,
             vocab_size=len(tokenizer),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,

@@ -395,7 +395,9 @@ class HubServer:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def reset_log(self) -> None:
-        """Forget all logged requests."""
+        """Forget all requests so far; one still being answered (say, to a client that was killed) is waited for
+        first (up to 10 s), so that it is not logged after the reset."""
+        self.wait_idle(10.0)
         with self._lock:
             self._log.clear()
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from backend.config import Settings
+from backend.services.chat_service import ChatService
 from backend.services.downloads import DownloadManager
 from backend.services.model_service import ModelService
 
@@ -21,6 +22,11 @@ def get_download_manager(request: Request) -> DownloadManager:
     return manager
 
 
+def get_chat_service(request: Request) -> ChatService:
+    service: ChatService = request.app.state.chat_service
+    return service
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -29,3 +35,4 @@ def get_app_settings(request: Request) -> Settings:
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 DownloadManagerDep = Annotated[DownloadManager, Depends(get_download_manager)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -331,9 +331,10 @@ class HubClient:
         partial = blob.with_name(f"{meta.etag}.incomplete")
         partial.parent.mkdir(parents=True, exist_ok=True)
         headers = build_hf_headers(token=token, library_name="orchard")
-        with partial.open("ab") as out:
+        with partial.open("a+b") as out:
             if meta.size is not None and out.tell() > meta.size:  # not this file's bytes: start over
                 out.truncate(0)
+            digest = _Digest(out)  # hashes the bytes already there, then each chunk as it is written
             on_bytes(out.tell(), True)
             failures = 0
             while meta.size is None or out.tell() < meta.size:
@@ -342,7 +343,7 @@ class HubClient:
                 done = out.tell()
                 try:
                     with hub_errors(model_id, revision=commit, token_given=token is not None):
-                        self._read_into(meta.location, headers, done, out, on_bytes, cancelled)
+                        self._read_into(meta.location, headers, done, digest, on_bytes, cancelled)
                     failures = 0
                     if meta.size is None:
                         break
@@ -351,7 +352,7 @@ class HubClient:
                     if failures >= MAX_FETCH_FAILURES:
                         raise
                     time.sleep(min(2.0**failures / 4, 2.0))
-        if SHA256_RE.match(meta.etag) and _sha256(partial) != meta.etag:
+        if SHA256_RE.match(meta.etag) and digest.hexdigest() != meta.etag:
             partial.unlink()
             raise InvalidModelError(
                 f"'{filename}' of '{model_id}' did not match its checksum and was discarded; download it again.",
@@ -364,7 +365,7 @@ class HubClient:
         url: str,
         headers: dict[str, str],
         start: int,
-        out: IO[bytes],
+        out: _Digest,
         on_bytes: Callable[[int, bool], None],
         cancelled: Callable[[], bool],
     ) -> None:
@@ -391,12 +392,34 @@ class HubClient:
         return self.settings.hf_cache_dir / repo_folder_name(repo_id=model_id, repo_type="model")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+class _Digest:
+    """Appends to a partial file while keeping its sha256, so a finished file needs no second read."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self._restart(out.tell())
+
+    def _restart(self, keep: int) -> None:
+        self.sha = hashlib.sha256()
+        self.out.seek(0)
+        while keep and (chunk := self.out.read(min(keep, 8 * 1024 * 1024))):
+            self.sha.update(chunk)
+            keep -= len(chunk)
+        self.out.seek(0, 2)
+
+    def tell(self) -> int:
+        return self.out.tell()
+
+    def truncate(self, size: int) -> None:
+        self.out.truncate(size)
+        self._restart(size)
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+        self.sha.update(chunk)
+
+    def hexdigest(self) -> str:
+        return self.sha.hexdigest()
 
 
 class DownloadCancelled(Exception):

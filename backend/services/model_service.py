@@ -81,6 +81,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None
         self._loading: str | None = None
+        self._in_use = 0  # generations running on the current model
 
     @property
     def current(self) -> LoadedModel | None:
@@ -92,6 +93,20 @@ class ModelCache:
         with self._lock:
             return self._loading
 
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return self._in_use
+
+    def _refuse_while_in_use(self, action: str) -> None:
+        if self._in_use and self._current is not None:
+            raise ModelBusyError(
+                f"{self._in_use} generation(s) are running on '{self._current.metadata.model_id}'; "
+                f"stop them or wait for them to finish, then {action}.",
+                model_id=self._current.metadata.model_id,
+                generations=self._in_use,
+            )
+
     @contextmanager
     def loading_slot(self, model_id: str) -> Iterator[None]:
         """Hold the one loading slot for ``model_id``; a second load meanwhile gets :class:`ModelBusyError`."""
@@ -101,6 +116,7 @@ class ModelCache:
                     f"'{self._loading}' is loading now; wait for it to finish, then retry.",
                     loading=self._loading,
                 )
+            self._refuse_while_in_use(f"load '{model_id}'")
             self._loading = model_id
         try:
             yield
@@ -108,9 +124,22 @@ class ModelCache:
             with self._lock:
                 self._loading = None
 
-    def swap(self, new: LoadedModel | None) -> LoadedModel | None:
-        """Put ``new`` in the cache (None empties it) and return what was there."""
+    def borrow(self) -> LoadedModel | None:
+        """Borrow the current model for a generation: until it is given back, unload and replace get 409."""
         with self._lock:
+            if self._current is not None:
+                self._in_use += 1
+            return self._current
+
+    def give_back(self) -> None:
+        """End a :meth:`borrow` that returned a model."""
+        with self._lock:
+            self._in_use = max(0, self._in_use - 1)
+
+    def swap(self, new: LoadedModel | None) -> LoadedModel | None:
+        """Put ``new`` in the cache (None empties it) and return what was there; refused while generating."""
+        with self._lock:
+            self._refuse_while_in_use("unload it" if new is None else f"load '{new.metadata.model_id}'")
             old, self._current = self._current, new
             return old
 

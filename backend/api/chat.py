@@ -1,0 +1,84 @@
+"""``POST /chat``: talk to the loaded model, the reply streamed as Server-Sent Events (or whole, on request).
+
+Events: ``token`` (``{"text": ...}``) for each piece of the reply, then ``done`` (a :class:`ChatResponse` with
+the finish reason and usage), or ``error`` (``{"error": {...}}``) if generation failed after it started.
+Closing the connection stops the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.sse import EventSourceResponse, format_sse_event
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.deps import ChatServiceDep
+from backend.schemas.chat import ChatMessage, ChatRequest, ChatResponse, SamplingParams
+from backend.services.chat_service import DoneEvent, ErrorEvent, Generation, TokenEvent
+
+router = APIRouter(tags=["chat"])
+
+SSE_DESCRIPTION = "With stream=true (the default): Server-Sent Events `token`, then `done` or `error`."
+
+
+async def wait_for_result(generation: Generation, request: Request) -> DoneEvent | None:
+    """The whole reply; None (and the generation cancelled) if the client goes away first."""
+    task = asyncio.ensure_future(generation.result())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                generation.cancel()
+                return None
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def error_body(event: ErrorEvent) -> dict[str, Any]:
+    return event.error.to_body()
+
+
+@router.post(
+    "/chat",
+    operation_id="chat",
+    response_model=ChatResponse,
+    responses={200: {"description": SSE_DESCRIPTION, "content": {"text/event-stream": {}}}},
+)
+async def chat(body: ChatRequest, service: ChatServiceDep, request: Request) -> Any:
+    """Reply to the conversation with the loaded model, streaming tokens as they are generated.
+
+    Waits in line behind other chat requests (503 with Retry-After when the line is full); 409 when no model
+    is loaded.
+    """
+    params = SamplingParams.model_validate(body.model_dump(exclude={"messages", "stream"}))
+    generation = await run_in_threadpool(service.start_chat, body.messages, params, asyncio.get_running_loop(), None)
+    if not body.stream:
+        done = await wait_for_result(generation, request)
+        return _response(generation, done) if done else None
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event in generation.stream():
+            if isinstance(event, TokenEvent):
+                yield format_sse_event(event="token", data_str=json.dumps({"text": event.text}))
+            elif isinstance(event, DoneEvent):
+                yield format_sse_event(event="done", data_str=_response(generation, event).model_dump_json())
+            else:
+                yield format_sse_event(event="error", data_str=json.dumps(error_body(event)))
+
+    return EventSourceResponse(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _response(generation: Generation, done: DoneEvent) -> ChatResponse:
+    return ChatResponse(
+        model=generation.model_id,
+        message=ChatMessage(role="assistant", content=done.text),
+        finish_reason=done.finish_reason,
+        usage=done.usage,
+    )

@@ -1,0 +1,22 @@
+// Query and mutation options for every resource, from the generated client; pages import from here.
+// Mutations say what they change, so the views that show it refresh (invalidate).
+import type { QueryClient } from "@tanstack/react-query";
+import {
+  getConfigQueryKey,
+  getCurrentModelQueryKey,
+  listJobsQueryKey,
+  listLocalModelsQueryKey,
+  modelHealthQueryKey,
+} from "./generated/@tanstack/react-query.gen";
+
+export * from "./generated/@tanstack/react-query.gen";
+export type * from "./generated/types.gen";
+
+/** After a load, unload, upload, delete or a finished download: everything that shows models or memory. */
+export function invalidateModels(queryClient: QueryClient): Promise<unknown> {
+  return Promise.all(
+    [getCurrentModelQueryKey(), listLocalModelsQueryKey(), modelHealthQueryKey(), getConfigQueryKey(), listJobsQueryKey()].map(
+      (queryKey) => queryClient.invalidateQueries({ queryKey }),
+    ),
+  );
+}

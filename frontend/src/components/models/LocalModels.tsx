@@ -1,0 +1,168 @@
+// The models on this machine (models folder and Hub cache): what each is, and Load / Delete.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import {
+  deleteLocalModelMutation,
+  getCurrentModelOptions,
+  invalidateModels,
+  listLocalModelsOptions,
+  uploadModelMutation,
+  type LocalModel,
+} from "../../api/queries";
+import { formatBytes, formatDate, formatParams } from "../../format";
+import { Badge, Button, Card, ConfirmDialog, EmptyState, ErrorMessage, Loading, Notice } from "../ui";
+
+const SOURCE: Record<LocalModel["source"], string> = { local: "models folder", "hub-cache": "Hub cache" };
+
+function ModelRow({ model, onLoad, onDelete, loading, loadDisabled }: {
+  model: LocalModel;
+  onLoad: () => void;
+  onDelete: () => void;
+  loading: boolean;
+  loadDisabled: boolean;
+}) {
+  const details: Array<[string, string]> = [
+    ["Format", model.format === "none" ? "no weights" : model.format],
+    ["Parameters", model.num_parameters ? formatParams(model.num_parameters) : "unknown"],
+    ["Size", formatBytes(model.size_bytes)],
+    ["Architecture", model.architecture ?? model.model_type ?? "unknown"],
+    ["In", SOURCE[model.source]],
+    ["Changed", formatDate(model.modified_at)],
+  ];
+  return (
+    <li className="flex flex-col gap-3 py-4 sm:flex-row sm:items-center sm:justify-between">
+      <div className="min-w-0 space-y-1">
+        <div className="flex flex-wrap items-center gap-2">
+          <span className="font-medium break-all" title={model.path}>
+            {model.id}
+          </span>
+          {model.loaded && <Badge tone="good">Loaded</Badge>}
+          {!model.complete && <Badge tone="warn">Incomplete</Badge>}
+        </div>
+        <dl className="flex flex-wrap gap-x-4 gap-y-0.5 text-xs text-zinc-600 dark:text-zinc-400">
+          {details.map(([label, value]) => (
+            <div key={label} className="flex gap-1">
+              <dt className="text-zinc-500 dark:text-zinc-500">{label}</dt>
+              <dd className="font-medium text-zinc-700 dark:text-zinc-300">{value}</dd>
+            </div>
+          ))}
+        </dl>
+        {model.problems && model.problems.length > 0 && (
+          <ul className="list-inside list-disc text-xs text-amber-800 dark:text-amber-300">
+            {model.problems.map((problem) => (
+              <li key={problem}>{problem}</li>
+            ))}
+          </ul>
+        )}
+      </div>
+      <div className="flex shrink-0 gap-2">
+        <Button
+          variant={model.loaded ? "secondary" : "primary"}
+          onClick={onLoad}
+          busy={loading}
+          disabled={loadDisabled || model.loaded || !model.complete}
+          aria-label={`Load ${model.id}`}
+          title={model.loaded ? "Already loaded" : !model.complete ? "Incomplete: it cannot be loaded" : undefined}
+        >
+          Load
+        </Button>
+        <Button variant="ghost" onClick={onDelete} aria-label={`Delete ${model.id}`} className="text-red-700 dark:text-red-400">
+          Delete
+        </Button>
+      </div>
+    </li>
+  );
+}
+
+export function LocalModels() {
+  const queryClient = useQueryClient();
+  const models = useQuery(listLocalModelsOptions());
+  const current = useQuery({ ...getCurrentModelOptions(), refetchInterval: (q) => (q.state.data?.loading ? 1_000 : false) });
+  const [toDelete, setToDelete] = useState<LocalModel | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+
+  // Loading a local model is the seed's form: POST /model/upload?model_path=<id>.
+  const load = useMutation({
+    ...uploadModelMutation(),
+    onMutate: () => setNotice(null),
+    onSuccess: (data) => {
+      if ("metadata" in data) {
+        const m = data.metadata;
+        setNotice(`Loaded on ${m.device} as ${m.dtype} in ${m.load_seconds.toFixed(1)} s.`);
+      }
+    },
+    onSettled: () => invalidateModels(queryClient),
+  });
+  const remove = useMutation({
+    ...deleteLocalModelMutation(),
+    onMutate: () => setNotice(null),
+    onSuccess: (data) => setNotice(`Deleted; ${formatBytes(data.freed_bytes)} freed.`),
+    onSettled: () => {
+      setToDelete(null);
+      return invalidateModels(queryClient);
+    },
+  });
+  const loadingId = load.isPending ? load.variables?.query?.model_path : (current.data?.loading ?? null);
+  const error = load.error ?? remove.error;
+
+  return (
+    <Card title="Local models">
+      <div className="space-y-4">
+        {error && (
+          <ErrorMessage
+            error={error}
+            title={load.error ? "Could not load the model" : "Could not delete the model"}
+            onDismiss={() => (load.error ? load.reset() : remove.reset())}
+          />
+        )}
+        <Notice onDismiss={() => setNotice(null)}>{notice}</Notice>
+        {models.isPending ? (
+          <Loading label="Reading the models folder…" />
+        ) : models.isError ? (
+          <ErrorMessage error={models.error} title="Could not list local models" />
+        ) : models.data.models.length === 0 ? (
+          <EmptyState title="No local models yet">
+            Download one from the Hub above, or upload a model folder or .zip below. Orchard also finds models you put in{" "}
+            <code className="font-mono text-xs break-all">{models.data.models_dir}</code>.
+          </EmptyState>
+        ) : (
+          <>
+            <ul className="-my-4 divide-y divide-zinc-100 dark:divide-zinc-800">
+              {models.data.models.map((model) => (
+                <ModelRow
+                  key={`${model.source}:${model.id}`}
+                  model={model}
+                  loading={loadingId === model.id}
+                  loadDisabled={Boolean(loadingId) || remove.isPending}
+                  onLoad={() => load.mutate({ query: { model_path: model.id } })}
+                  onDelete={() => {
+                    remove.reset();
+                    setToDelete(model);
+                  }}
+                />
+              ))}
+            </ul>
+            <p className="pt-4 text-xs text-zinc-500 dark:text-zinc-400">
+              From <code className="font-mono break-all">{models.data.models_dir}</code> and the Hugging Face cache.
+            </p>
+          </>
+        )}
+      </div>
+      <ConfirmDialog
+        open={toDelete !== null}
+        title="Delete this model?"
+        confirmLabel="Delete"
+        busy={remove.isPending}
+        onCancel={() => setToDelete(null)}
+        onConfirm={() => toDelete && remove.mutate({ path: { model_id: toDelete.id } })}
+      >
+        {toDelete && (
+          <p>
+            <span className="font-medium break-all">{toDelete.id}</span> and its {formatBytes(toDelete.size_bytes)} of files
+            will be removed from <code className="font-mono text-xs break-all">{toDelete.path}</code>. This cannot be undone.
+          </p>
+        )}
+      </ConfirmDialog>
+    </Card>
+  );
+}

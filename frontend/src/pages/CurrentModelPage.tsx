@@ -1,0 +1,115 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { Link } from "react-router";
+import { getCurrentModelOptions, invalidateModels, unloadModelMutation, type ModelMetadata } from "../api/queries";
+import { MemoryGauge } from "../components/MemoryGauge";
+import { Badge, Button, Card, EmptyState, ErrorMessage, Facts, Loading, Notice, PageHeader, Spinner } from "../components/ui";
+import { formatDate, formatDuration, formatGb, formatParams } from "../format";
+
+const SOURCE: Record<ModelMetadata["source"], string> = {
+  hub: "Hugging Face Hub",
+  local: "Local folder",
+  upload: "Uploaded",
+};
+
+function loadTime(seconds: number): string {
+  return seconds < 60 ? `${seconds.toFixed(seconds < 1 ? 2 : 1)} s` : formatDuration(seconds);
+}
+
+function ModelFacts({ model }: { model: ModelMetadata }) {
+  return (
+    <Facts
+      items={[
+        ["Architecture", model.architecture ?? "unknown"],
+        ["Model type", model.model_type ?? "unknown"],
+        ["Parameters", formatParams(model.num_parameters)],
+        ["Device", <Badge tone="info">{model.device}</Badge>],
+        ["Dtype", model.dtype],
+        ["Context length", model.context_length ? `${model.context_length.toLocaleString()} tokens` : "unknown"],
+        ["Vocabulary", model.vocab_size ? model.vocab_size.toLocaleString() : "unknown"],
+        ["Chat template", <Badge tone={model.has_chat_template ? "good" : "neutral"}>{model.has_chat_template ? "Yes" : "No"}</Badge>],
+        ["Memory", `${formatGb(model.measured_memory_gb)} (estimated ${formatGb(model.estimated_memory_gb)})`],
+        ["Load time", loadTime(model.load_seconds)],
+        ["Loaded at", formatDate(model.loaded_at)],
+        ["Source", model.revision ? `${SOURCE[model.source]} · ${model.revision.slice(0, 10)}` : SOURCE[model.source]],
+        ["Path", <code className="font-mono text-xs break-all">{model.path}</code>],
+      ]}
+    />
+  );
+}
+
+export function CurrentModelPage() {
+  const queryClient = useQueryClient();
+  const current = useQuery({
+    ...getCurrentModelOptions(),
+    refetchInterval: (query) => (query.state.data?.loading ? 1_000 : 5_000),
+  });
+  const [notice, setNotice] = useState<string | null>(null);
+  const unload = useMutation({
+    ...unloadModelMutation(),
+    onMutate: () => setNotice(null),
+    onSuccess: (data) =>
+      setNotice(
+        data.status === "unloaded"
+          ? `Unloaded${data.freed_gb ? `; ${formatGb(data.freed_gb)} given back` : ""}.`
+          : data.message,
+      ),
+    onSettled: () => invalidateModels(queryClient),
+  });
+
+  return (
+    <>
+      <PageHeader title="Current model" description="The model Orchard answers with, and the memory it holds." />
+      <div className="space-y-6">
+        <ErrorMessage error={unload.error} title="Could not unload the model" onDismiss={() => unload.reset()} />
+        <Notice onDismiss={() => setNotice(null)}>{notice}</Notice>
+        {current.isPending ? (
+          <Card>
+            <Loading />
+          </Card>
+        ) : current.isError ? (
+          <ErrorMessage error={current.error} title="Could not read the current model" />
+        ) : (
+          <>
+            {current.data.loading && (
+              <div
+                role="status"
+                className="flex items-center gap-3 rounded-xl border border-amber-200 bg-amber-50 px-5 py-4 text-sm text-amber-900 dark:border-amber-900/60 dark:bg-amber-950/30 dark:text-amber-200"
+              >
+                <Spinner />
+                <p>
+                  Loading <span className="font-medium break-all">{current.data.loading}</span>… this page updates when it
+                  is ready.
+                </p>
+              </div>
+            )}
+            {current.data.metadata ? (
+              <Card
+                title={<span className="break-all">{current.data.metadata.model_id}</span>}
+                actions={
+                  <Button variant="danger" onClick={() => unload.mutate({})} busy={unload.isPending}>
+                    Unload
+                  </Button>
+                }
+              >
+                <ModelFacts model={current.data.metadata} />
+              </Card>
+            ) : (
+              !current.data.loading && (
+                <EmptyState title="No model loaded">
+                  <Link to="/models" className="text-brand-700 underline dark:text-brand-500">
+                    Load or download one on the Models page
+                  </Link>
+                  .
+                </EmptyState>
+              )
+            )}
+            <Card title="Memory">
+              <MemoryGauge memory={current.data.memory} modelGb={current.data.metadata?.measured_memory_gb} />
+            </Card>
+          </>
+        )}
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,23 @@
+/// <reference types="vitest/config" />
+import tailwindcss from "@tailwindcss/vite";
+import react from "@vitejs/plugin-react";
+import { defineConfig } from "vite";
+
+// `npm run dev` serves the app on :5173 and proxies the API to the backend on :8000 (`scripts/start` or
+// `uv run orchard serve`). The built app (`npm run build` -> dist/) is what the backend serves at /.
+const api = process.env.ORCHARD_API ?? "http://127.0.0.1:8000";
+const apiPaths = ["/model", "/v1", "/chat", "/health", "/config", "/docs", "/openapi.json"];
+
+export default defineConfig({
+  plugins: [react(), tailwindcss()],
+  server: {
+    host: "127.0.0.1",
+    port: 5173,
+    proxy: Object.fromEntries(apiPaths.map((path) => [path, { target: api, changeOrigin: false }])),
+  },
+  test: {
+    environment: "jsdom",
+    setupFiles: ["./src/test/setup.ts"],
+    css: false,
+  },
+});
