@@ -14,7 +14,7 @@ from backend.schemas.jobs import ACTIVE_STATUSES, CancelResponse, Job, JobList, 
 
 router = APIRouter(prefix="/model/jobs", tags=["jobs"])
 
-EVENT_INTERVAL_S = 0.25
+EVENT_INTERVAL_S = 0.1
 
 
 @router.get("", operation_id="listJobs", response_model=JobList)

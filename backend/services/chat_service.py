@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,15 +58,16 @@ Event = TokenEvent | DoneEvent | ErrorEvent
 
 
 class GenerationQueue:
-    """One generation at a time, first come first served, with at most ``size`` waiting behind it."""
+    """The line of generations: first come first served, one running, at most ``size`` waiting behind it."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._cond = threading.Condition()
-        self._waiting: deque[int] = deque()
-        self._running: int | None = None
+        self._waiting: deque[Generation] = deque()
+        self._running: Generation | None = None
+        self._closed = False
 
-    def join(self, ticket: int) -> None:
+    def join(self, generation: Generation) -> None:
         """Take a place in the line, or raise :class:`ServerBusyError` when it is full. Never blocks."""
         with self._cond:
             taken = (self._running is not None) + len(self._waiting)
@@ -76,26 +77,35 @@ class GenerationQueue:
                     f"(ORCHARD_CHAT_QUEUE_SIZE={self.size}); retry in a few seconds.",
                     retry_after=2,
                 )
-            self._waiting.append(ticket)
-
-    def wait_turn(self, ticket: int, cancelled: threading.Event) -> bool:
-        """Block until ``ticket`` is first in line and the model is free; False if cancelled meanwhile."""
-        with self._cond:
-            while not (self._running is None and self._waiting[0] == ticket):
-                if cancelled.is_set():
-                    self._waiting.remove(ticket)
-                    self._cond.notify_all()
-                    return False
-                self._cond.wait(timeout=0.2)
-            self._waiting.popleft()
-            self._running = ticket
-            return True
-
-    def leave(self, ticket: int) -> None:
-        with self._cond:
-            if self._running == ticket:
-                self._running = None
+            self._waiting.append(generation)
             self._cond.notify_all()
+
+    def withdraw(self, generation: Generation) -> bool:
+        """Take a waiting generation out of the line; False if it is not waiting (running, or done)."""
+        with self._cond:
+            if generation in self._waiting:
+                self._waiting.remove(generation)
+                return True
+            return False
+
+    def next(self) -> Generation | None:
+        """Block until a generation is first in line and make it the running one; None once closed."""
+        with self._cond:
+            self._running = None
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            self._running = self._waiting.popleft()
+            return self._running
+
+    def close(self) -> list[Generation]:
+        """Stop handing out generations; returns those still waiting."""
+        with self._cond:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), deque()
+            self._cond.notify_all()
+            return waiting
 
     @property
     def waiting(self) -> int:
@@ -118,9 +128,13 @@ class Generation:
     cancelled: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.perf_counter)
+    on_cancel: Callable[[Generation], None] | None = field(default=None, repr=False)
 
     def cancel(self) -> None:
-        self.cancelled.set()
+        if not self.cancelled.is_set():
+            self.cancelled.set()
+            if self.on_cancel is not None:
+                self.on_cancel(self)
 
     def emit(self, event: Event) -> None:
         if not self.loop.is_closed():
@@ -202,7 +216,8 @@ class ChatService:
         self.queue = GenerationQueue(settings.chat_queue_size)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._active: dict[int, Generation] = {}
+        self._active: dict[int, tuple[Generation, LoadedModel]] = {}
+        self._worker: threading.Thread | None = None
         self.recent: deque[DoneEvent] = deque(maxlen=32)  # how the last generations ended, newest last
 
     # ------------------------------------------------------------------ starting
@@ -247,18 +262,36 @@ class ChatService:
                 max_new_tokens=max_new,
                 stops=stops,
                 loop=loop,
+                on_cancel=self._withdraw,
             )
-            self.queue.join(generation.id)
         except BaseException:
             if borrowed is not None:
                 self.cache.give_back()
             raise
+        self._ensure_worker()
         with self._lock:
-            self._active[generation.id] = generation
-        threading.Thread(
-            target=self._run, args=(generation, loaded), name=f"orchard-generate-{generation.id}", daemon=True
-        ).start()
+            self._active[generation.id] = (generation, loaded)
+        try:
+            self.queue.join(generation)
+        except ServerBusyError:
+            self._finish(generation)
+            raise
         return generation
+
+    def _ensure_worker(self) -> None:
+        # One long-lived thread runs every generation: torch sets up its CPU thread pool once per calling
+        # thread, which costs tens of milliseconds of time to first token on a fresh thread.
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="orchard-generate", daemon=True)
+                self._worker.start()
+
+    def _withdraw(self, generation: Generation) -> None:
+        """A generation cancelled while waiting leaves the line at once and gives the model back."""
+        if self.queue.withdraw(generation):
+            now = time.perf_counter()
+            generation.emit(self._done(generation, "", 0, "cancelled", started=now))
+            self._finish(generation)
 
     def _check_model(self, loaded: LoadedModel | None, requested: str | None) -> LoadedModel:
         if loaded is None:
@@ -311,27 +344,35 @@ class ChatService:
 
     # ------------------------------------------------------------------ running
 
-    def _run(self, generation: Generation, loaded: LoadedModel) -> None:
+    def _work(self) -> None:
+        while (generation := self.queue.next()) is not None:
+            self._run(generation)
+
+    def _run(self, generation: Generation) -> None:
+        # Its own frame, so that nothing of the model stays referenced while the worker waits for the next one.
+        with self._lock:
+            loaded = self._active[generation.id][1]
         try:
-            if not self.queue.wait_turn(generation.id, generation.cancelled):
-                generation.emit(self._done(generation, "", 0, "cancelled", started=time.perf_counter()))
-                return
-            try:
+            if generation.cancelled.is_set():  # cancelled just as its turn came
+                done = self._done(generation, "", 0, "cancelled", started=time.perf_counter())
+            else:
                 done = self._generate(generation, loaded)
-                self.recent.append(done)
-                generation.emit(done)
-            except StudioError as exc:
-                generation.emit(ErrorEvent(exc))
-            except Exception as exc:
-                logger.exception("generation %s failed", generation.id)
-                generation.emit(ErrorEvent(StudioError(f"Generation failed: {type(exc).__name__}. See the log.")))
-            finally:
-                self.queue.leave(generation.id)
+            self.recent.append(done)
+            generation.emit(done)
+        except StudioError as exc:
+            generation.emit(ErrorEvent(exc))
+        except Exception as exc:
+            logger.exception("generation %s failed", generation.id)
+            generation.emit(ErrorEvent(StudioError(f"Generation failed: {type(exc).__name__}. See the log.")))
         finally:
-            self.cache.give_back()
-            with self._lock:
-                self._active.pop(generation.id, None)
-            generation.finished.set()
+            self._finish(generation)
+
+    def _finish(self, generation: Generation) -> None:
+        with self._lock:
+            if self._active.pop(generation.id, None) is None:
+                return
+        self.cache.give_back()
+        generation.finished.set()
 
     def _generate(self, generation: Generation, loaded: LoadedModel) -> DoneEvent:
         import torch
@@ -441,13 +482,17 @@ class ChatService:
             return len(self._active)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel every generation and wait briefly for the workers to end."""
+        """Cancel every generation, stop the worker, and wait briefly for it to end."""
+        for generation in self.queue.close():
+            generation.emit(self._done(generation, "", 0, "cancelled", started=time.perf_counter()))
+            self._finish(generation)
         with self._lock:
-            generations = list(self._active.values())
-        for generation in generations:
-            generation.cancel()
-        for generation in generations:
-            generation.finished.wait(timeout)
+            running = [generation for generation, _ in self._active.values()]
+            worker = self._worker
+        for generation in running:
+            generation.cancelled.set()
+        if worker is not None:
+            worker.join(timeout)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

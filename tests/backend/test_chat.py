@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -55,6 +56,20 @@ def client(server: LiveServer) -> openai.OpenAI:
 def chat_service(server: LiveServer) -> ChatService:
     service: ChatService = server.app.state.chat_service
     return service
+
+
+def hold_generations(service: ChatService) -> tuple[threading.Event, threading.Event]:
+    """Make each generation wait, once its turn comes, until the test sets ``gate``; ``started`` tells it came."""
+    started, gate = threading.Event(), threading.Event()
+    original = service._generate
+
+    def held(generation: Any, loaded: Any) -> Any:
+        started.set()
+        gate.wait(30)
+        return original(generation, loaded)
+
+    service._generate = held  # type: ignore[method-assign]
+    return started, gate
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
@@ -248,14 +263,7 @@ def test_client_disconnect_stops_generation(server: LiveServer) -> None:
 def test_queue_overflow_gets_503_with_retry_after(server: LiveServer) -> None:
     load(server)
     service = chat_service(server)
-    gate = threading.Event()
-    original = service.queue.wait_turn
-
-    def held(ticket: int, cancelled: threading.Event) -> bool:
-        gate.wait(30)  # keep every request in line until the test has filled it
-        return original(ticket, cancelled)
-
-    service.queue.wait_turn = held  # type: ignore[method-assign]
+    _started, gate = hold_generations(service)
     body = {"messages": HELLO, "max_new_tokens": 2, "stream": False}
     results: list[int] = []
     first = threading.Thread(
@@ -265,9 +273,9 @@ def test_queue_overflow_gets_503_with_retry_after(server: LiveServer) -> None:
         target=lambda: results.append(httpx.post(f"{server.url}/chat", json=body, timeout=60).status_code)
     )
     first.start()
-    wait_until(lambda: service.queue.waiting == 1)
+    wait_until(lambda: service.active == 1 and service.queue.waiting == 0)  # running, held
     second.start()
-    wait_until(lambda: service.queue.waiting == 2)
+    wait_until(lambda: service.queue.waiting == 1)
     overflow = httpx.post(f"{server.url}/chat", json=body, timeout=60)
     assert overflow.status_code == 503
     assert overflow.headers["retry-after"] == "2"
@@ -283,18 +291,29 @@ def test_queue_overflow_gets_503_with_retry_after(server: LiveServer) -> None:
     print("queue: 2 admitted (1 running + 1 waiting at size 1), 2 refused with 503")
 
 
+def test_cancel_while_waiting_leaves_the_line(server: LiveServer) -> None:
+    load(server)
+    service = chat_service(server)
+    _started, gate = hold_generations(service)
+    body = {"messages": HELLO, "max_new_tokens": 2, "stream": False}
+    first = threading.Thread(target=lambda: httpx.post(f"{server.url}/chat", json=body, timeout=60))
+    first.start()
+    wait_until(lambda: service.active == 1)
+    with httpx.stream("POST", f"{server.url}/chat", json={**body, "stream": True}, timeout=60) as waiting:
+        assert waiting.status_code == 200
+        wait_until(lambda: service.queue.waiting == 1)
+    # The client went away while waiting: it leaves the line and gives the model back at once.
+    wait_until(lambda: service.queue.waiting == 0 and service.active == 1)
+    assert server.app.state.model_service.cache.in_use == 1
+    gate.set()
+    first.join(30)
+    wait_until(lambda: service.active == 0 and server.app.state.model_service.cache.in_use == 0)
+
+
 def test_unload_or_replace_while_generating_is_refused(server: LiveServer) -> None:
     load(server)
     service = chat_service(server)
-    started, gate = threading.Event(), threading.Event()
-    original = service.queue.wait_turn
-
-    def held(ticket: int, cancelled: threading.Event) -> bool:
-        started.set()
-        gate.wait(30)
-        return original(ticket, cancelled)
-
-    service.queue.wait_turn = held  # type: ignore[method-assign]
+    started, gate = hold_generations(service)
     body = {"messages": HELLO, "max_new_tokens": 4, "stream": False}
     reply: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: reply.append(httpx.post(f"{server.url}/chat", json=body, timeout=60)))
@@ -324,3 +343,18 @@ def test_detokenizer_holds_back_a_stop_split_across_tokens() -> None:
     emitted += detok.flush()
     assert emitted == "hello world. "
     assert detok.stopped
+
+
+def test_model_is_freed_after_chatting_and_unloading(server: LiveServer) -> None:
+    """Nothing of the chat machinery (worker thread, queue, recent results) keeps the unloaded model alive."""
+    import gc
+    import weakref
+
+    load(server)
+    model = weakref.ref(server.app.state.model_service.current.model)
+    reply = httpx.post(f"{server.url}/chat", json={"messages": HELLO, "max_new_tokens": 3, "stream": False})
+    assert reply.status_code == 200
+    wait_until(lambda: chat_service(server).active == 0)
+    assert httpx.post(f"{server.url}/model/unload").json()["status"] == "unloaded"
+    gc.collect()
+    assert model() is None

@@ -1,0 +1,675 @@
+"""Orchard's benchmarks: each figure against the plain library doing the same work, in the same run.
+
+Run: ``scripts/bench`` (or ``uv run python -m bench.run``); ``--quick`` for fewer repetitions and the small
+model only; ``--only load,generation`` for some sections. Writes bench/RESULTS.md. Targets are reported, not
+enforced: a missed target is a finding, not a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.harness import ROOT, LatencyProbe, free_port, median, percentile, run_python, server, wait_for
+from bench.models import model_path, parameter_count
+
+GB = 1024**3  # Orchard reports memory in GiB (its "GB"), so the benchmark does too
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class Row:
+    metric: str
+    ours: str
+    plain: str
+    ratio: str
+    target: str
+    holds: bool | None  # None: no target for this row
+
+    def cells(self) -> list[str]:
+        verdict = "" if self.holds is None else ("yes" if self.holds else "**no**")
+        return [self.metric, self.ours, self.plain, self.ratio, self.target, verdict]
+
+
+@dataclass
+class Section:
+    title: str
+    method: str
+    rows: list[Row]
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_ms(ms: float) -> str:
+    return f"{ms:.1f} ms"
+
+
+# --------------------------------------------------------------------------- 1. load
+
+
+def plain_load(path: Path, dtype: str) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    AutoTokenizer.from_pretrained(path)
+    elapsed = time.perf_counter() - started
+    del model
+    return elapsed
+
+
+def api_load(client: httpx.Client, path: Path, dtype: str) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    response = client.post("/model/upload", params={"model_path": str(path), "dtype": dtype})
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed, response.json()["metadata"]
+
+
+def bench_load(work: Path, configs: list[tuple[str, str]], reps: int) -> Section:
+    rows = []
+    import torch  # noqa: F401 - the plain side runs in a warm process, as the server's does
+    import transformers  # noqa: F401
+
+    with server(work / "load") as orchard, orchard.client() as client:
+        wait_for(lambda: client.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
+        for size, dtype in configs:
+            path = model_path(size, dtype)
+            plain_load(path, dtype)  # page cache warm for both sides
+            ours, plain = [], []
+            for _ in range(reps):
+                ours.append(api_load(client, path, dtype)[0])
+                client.post("/model/unload").raise_for_status()
+                plain.append(plain_load(path, dtype))
+            ratio = median(ours) / median(plain)
+            log(f"load {size} {dtype}: ours {median(ours):.3f}s plain {median(plain):.3f}s ratio {ratio:.2f}")
+            rows.append(
+                Row(
+                    f"load {size} {dtype} (warm)",
+                    fmt_s(median(ours)),
+                    fmt_s(median(plain)),
+                    f"{ratio:.2f}×",
+                    "≤ 1.10×",
+                    ratio <= 1.10,
+                )
+            )
+
+    # First load after start: spawn the server and load at once, vs a cold script doing the same.
+    path = model_path(configs[0][0], configs[0][1])
+    dtype = configs[0][1]
+    cold_ours, cold_plain = [], []
+    code = (
+        "import torch; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+        f"AutoModelForCausalLM.from_pretrained({str(path)!r}, dtype=torch.{dtype}); "
+        f"AutoTokenizer.from_pretrained({str(path)!r})"
+    )
+    for i in range(max(2, reps // 2)):
+        with server(work / f"cold-{i}") as orchard, orchard.client() as client:
+            api_load(client, path, dtype)
+            cold_ours.append(time.perf_counter() - orchard.started_at)
+        cold_plain.append(run_python(code))
+    ratio = median(cold_ours) / median(cold_plain)
+    log(f"first load after start: ours {median(cold_ours):.2f}s, cold script {median(cold_plain):.2f}s")
+    rows.append(
+        Row(
+            f"start + first load {configs[0][0]} {dtype}",
+            fmt_s(median(cold_ours)),
+            fmt_s(median(cold_plain)),
+            f"{ratio:.2f}×",
+            "",
+            None,
+        )
+    )
+    return Section(
+        "Load",
+        "Time from `POST /model/upload?model_path=` to its answer (the model and tokenizer ready in the cache), vs "
+        "`AutoModelForCausalLM.from_pretrained` + `AutoTokenizer.from_pretrained` in a warm process, at the dtype "
+        f"the model is saved in; median of {reps}. The last row spawns the server and loads at once (interpreter, "
+        "imports, warm-up included) vs a fresh `python -c` script doing the same load.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 2. responsiveness
+
+
+@contextmanager
+def hub_process(repo_id: str, folder: Path, throttle: int | None = None) -> Iterator[str]:
+    args = [sys.executable, "-m", "bench.hub_process", repo_id, str(folder)]
+    if throttle:
+        args.append(str(throttle))
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def probe_stats(latencies: list[float]) -> tuple[float, float]:
+    return percentile(latencies, 50), percentile(latencies, 99)
+
+
+def bench_responsiveness(work: Path, big: tuple[str, str], small: tuple[str, str]) -> Section:
+    rows = []
+    big_path, small_path = model_path(*big), model_path(*small)
+    size = sum(f.stat().st_size for f in small_path.glob("*.safetensors"))
+    with (
+        hub_process("bench/small", small_path, throttle=int(size / 6)) as endpoint,  # about 6 s of download
+        server(work / "resp", hub=endpoint) as orchard,
+        orchard.client() as client,
+    ):
+        wait_for(lambda: client.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
+        health = orchard.url + "/model/health"
+        with LatencyProbe(health) as idle:
+            time.sleep(3)
+        loads: list[float] = []
+        during_loads: list[float] = []
+        while not loads or sum(loads) < 3:  # at least 3 s of loading, so p99 has samples behind it
+            with LatencyProbe(health) as probe:
+                loads.append(api_load(client, big_path, big[1])[0])
+            during_loads += probe.latencies
+            client.post("/model/unload").raise_for_status()
+        seconds = median(loads)
+        job = client.post("/model/download", json={"model_id": "bench/small", "load": False}).json()
+        with LatencyProbe(health) as downloading:
+            wait_for(
+                lambda: client.get(f"/model/jobs/{job['id']}").json()["status"] == "ready",
+                timeout=120,
+                what="download",
+            )
+    idle_p50, idle_p99 = probe_stats(idle.latencies)
+    for name, latencies, note in (
+        ("during a load", during_loads, f"{len(loads)} loads of {big[0]} {big[1]}, {seconds:.2f} s each"),
+        ("during a download", downloading.latencies, "throttled to ~6 s"),
+    ):
+        p50, p99 = probe_stats(latencies)
+        log(f"health {name}: p50 {p50:.1f} p99 {p99:.1f} ms over {len(latencies)} (idle p99 {idle_p99:.1f})")
+        rows.append(
+            Row(
+                f"`/model/health` p99 {name} ({note}, n={len(latencies)})",
+                fmt_ms(p99),
+                fmt_ms(idle_p99),
+                f"{p99 / idle_p99:.1f}×",
+                "≤ 50 ms",
+                p99 <= 50,
+            )
+        )
+        rows.append(
+            Row(f"`/model/health` p50 {name}", fmt_ms(p50), fmt_ms(idle_p50), f"{p50 / idle_p50:.1f}×", "", None)
+        )
+    return Section(
+        "Responsiveness",
+        "Latency of `GET /model/health`, polled every 10 ms from another thread of the benchmark process over HTTP, "
+        "while the server loads a model and while it downloads one from a Hub-compatible server in a third process, "
+        "vs the same server idle (the 'plain' column).",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 3. memory truth
+
+
+def bench_memory(work: Path, configs: list[tuple[str, str]]) -> Section:
+    rows = []
+    for size, dtype in configs:
+        path = model_path(size, dtype)
+        with server(work / f"mem-{size}-{dtype}") as orchard, orchard.client() as client:
+            wait_for(lambda c=client: c.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
+            time.sleep(0.5)
+            before = orchard.rss()
+            _, meta = api_load(client, path, dtype)
+            # One token through every layer, so memory-mapped weights are really resident.
+            client.post(
+                "/chat", json={"messages": [{"role": "user", "content": "hi"}], "max_new_tokens": 1, "stream": False}
+            ).raise_for_status()
+            loaded = orchard.rss()
+            client.post("/model/unload").raise_for_status()
+            time.sleep(0.5)
+            after = orchard.rss()
+        measured = (loaded - before) / GB
+        estimate = meta["estimated_memory_gb"]
+        error = (estimate - measured) / measured
+        returned = (after - before) / before
+        log(
+            f"memory {size} {dtype}: estimate {estimate:.3f} GB, measured {measured:.3f} GB ({error:+.1%}); "
+            f"after unload {after / GB:.3f} GB vs {before / GB:.3f} GB before"
+        )
+        rows.append(
+            Row(
+                f"estimate vs resident, {size} {dtype} ({parameter_count(path) / 1e6:.0f}M params)",
+                f"{estimate:.3f} GB",
+                f"{measured:.3f} GB",
+                f"{error:+.1%} ({(estimate - measured):+.3f} GB)",
+                "±10 %",
+                abs(error) <= 0.10,
+            )
+        )
+        rows.append(
+            Row(
+                f"after unload, {size} {dtype}",
+                f"{after / GB:.3f} GB",
+                f"{before / GB:.3f} GB",
+                f"{returned:+.1%}",
+                "within 10 %",
+                abs(returned) <= 0.10,
+            )
+        )
+    return Section(
+        "Memory truth",
+        "The estimate `POST /model/upload` reports (before reading weights) vs the resident memory (RSS) the load "
+        "added to the server process, measured after one generated token so memory-mapped weights count; then RSS "
+        "after `POST /model/unload` vs before the load. One fresh, warmed-up server per model.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 4. download
+
+
+def bench_download(work: Path, config: tuple[str, str], reps: int) -> Section:
+    from huggingface_hub import snapshot_download
+
+    path = model_path(*config)
+    total = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    ours, direct, event_rates = [], [], []
+    with (
+        hub_process("bench/model", path) as endpoint,
+        server(work / "download", hub=endpoint) as orchard,
+        orchard.client() as client,
+    ):
+        for i in range(reps):
+            started = time.perf_counter()
+            job = client.post("/model/download", json={"model_id": "bench/model", "load": False}).json()
+            events = 0
+            with client.stream("GET", f"/model/jobs/{job['id']}/events") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        events += 1
+            elapsed = time.perf_counter() - started
+            assert client.get(f"/model/jobs/{job['id']}").json()["status"] == "ready"
+            ours.append(elapsed)
+            event_rates.append(events / elapsed)
+            client.delete("/model/local-models/bench/model").raise_for_status()
+
+            cache = work / f"direct-{i}"
+            started = time.perf_counter()
+            snapshot_download("bench/model", cache_dir=cache, endpoint=endpoint)
+            direct.append(time.perf_counter() - started)
+            shutil.rmtree(cache)
+    ratio = median(direct) / median(ours)  # throughput ratio
+    log(f"download: ours {total / median(ours) / 1e6:.0f} MB/s, direct {total / median(direct) / 1e6:.0f} MB/s")
+    return Section(
+        "Download",
+        f"{total / 1e6:.0f} MB ({config[0]} {config[1]}) from a Hub-compatible server on 127.0.0.1 in another process: "
+        "an Orchard job (`POST /model/download`, `load: false`, from the request to the SSE stream's `end`) vs "
+        f"`huggingface_hub.snapshot_download` into an empty cache; median of {reps}.",
+        [
+            Row(
+                "throughput",
+                f"{total / median(ours) / 1e6:.0f} MB/s",
+                f"{total / median(direct) / 1e6:.0f} MB/s",
+                f"{ratio:.2f}×",
+                "≥ 0.90×",
+                ratio >= 0.90,
+            ),
+            Row("progress events per second (SSE)", f"{median(event_rates):.1f}/s", "—", "", "", None),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- 5. generation
+
+
+PROMPT = [{"role": "user", "content": "Write a short story about an orchard in spring."}]
+
+
+def plain_generate(path: Path, dtype: str, max_new: int, reps: int) -> tuple[list[float], list[float]]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.generation.streamers import BaseStreamer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    text = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+    class Marks(BaseStreamer):  # type: ignore[misc]
+        """Times each token, and the first visible text: what a client of a streaming server can see first."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.first_text: float | None = None
+            self.ids: list[int] = []
+            self.prompt = True
+
+        def put(self, value: Any) -> None:
+            if self.prompt:
+                self.prompt = False
+                return
+            self.times.append(time.perf_counter())
+            if self.first_text is None:
+                self.ids += value.reshape(-1).tolist()
+                text = tokenizer.decode(self.ids, skip_special_tokens=True)
+                if text and not text.endswith("\ufffd"):  # a random model often starts mid-character
+                    self.first_text = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    ttft, tps = [], []
+    for _ in range(reps + 1):
+        marks = Marks()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new,
+                do_sample=False,
+                streamer=marks,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        ttft.append(((marks.first_text or marks.times[-1]) - started) * 1000)
+        tps.append((len(marks.times) - 1) / (marks.times[-1] - marks.times[0]))
+    del model
+    return ttft[1:], tps[1:]  # the first run warms up
+
+
+def stream_completion(url: str, model: str, max_new: int) -> tuple[float, float, int]:
+    """TTFT (ms), tokens/s after the first token, completion tokens, through /v1/chat/completions streaming."""
+    body = {
+        "model": model,
+        "messages": PROMPT,
+        "max_tokens": max_new,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    marks: list[float] = []
+    tokens = 0
+    with httpx.Client(timeout=600, trust_env=False) as client:
+        started = time.perf_counter()
+        with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    marks.append(time.perf_counter())
+    return (marks[0] - started) * 1000, (tokens - 1) / (marks[-1] - marks[0]), tokens
+
+
+def bench_generation(work: Path, config: tuple[str, str], reps: int, max_new: int = 96) -> Section:
+    path = model_path(*config)
+    with server(work / "gen") as orchard, orchard.client() as client:
+        wait_for(lambda: client.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
+        client.post("/model/upload", params={"model_path": str(path), "dtype": config[1]}).raise_for_status()
+        model = client.get("/v1/models").json()["data"][0]["id"]
+        stream_completion(orchard.url, model, 8)  # warm
+        runs = [stream_completion(orchard.url, model, max_new) for _ in range(reps)]
+        ttft_ours, tps_ours = [r[0] for r in runs], [r[1] for r in runs]
+
+        # Four clients at once: the queue serves them one after another.
+        chat = {"messages": PROMPT, "max_new_tokens": max_new, "temperature": 0, "stream": False}
+        single = client.post("/chat", json=chat).json()
+        results: list[dict[str, Any]] = []
+
+        def one() -> None:
+            with httpx.Client(timeout=600, trust_env=False) as c:
+                results.append(c.post(orchard.url + "/chat", json=chat).json())
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+    ttft_plain, tps_plain = plain_generate(path, config[1], max_new, reps)
+    tps_ratio = median(tps_ours) / median(tps_plain)
+    ttft_overhead = median(ttft_ours) - median(ttft_plain)
+    serial = 4 * single["usage"]["total_seconds"]
+    log(
+        f"generation: {median(tps_ours):.1f} vs {median(tps_plain):.1f} tok/s; TTFT {median(ttft_ours):.1f} vs "
+        f"{median(ttft_plain):.1f} ms; 4 clients {wall:.2f}s vs 4x single {serial:.2f}s"
+    )
+    return Section(
+        "Generation",
+        f"{config[0]} {config[1]}, greedy, {max_new} new tokens, the model's chat template. Orchard: "
+        "`POST /v1/chat/completions` with `stream: true` measured by the client (time to the first content chunk; "
+        "tokens per second after it). Plain: `model.generate` in the benchmark process with a streamer taking the "
+        "same marks (time to the first token that decodes to visible text: a random model often starts in the middle "
+        f"of a UTF-8 character, which no server can show yet). Median of {reps}. Last rows: four clients at once "
+        "through `/chat` vs four times one request.",
+        [
+            Row(
+                "tokens per second",
+                f"{median(tps_ours):.1f}",
+                f"{median(tps_plain):.1f}",
+                f"{tps_ratio:.2f}×",
+                "≥ 0.95×",
+                tps_ratio >= 0.95,
+            ),
+            Row(
+                "time to first token",
+                fmt_ms(median(ttft_ours)),
+                fmt_ms(median(ttft_plain)),
+                f"{ttft_overhead:+.1f} ms",
+                "≤ +20 ms",
+                ttft_overhead <= 20,
+            ),
+            Row(
+                "4 concurrent clients: wall time",
+                fmt_s(wall),
+                f"{fmt_s(serial)} (4 × one)",
+                f"{wall / serial:.2f}×",
+                "",
+                None,
+            ),
+            Row(
+                "4 concurrent clients: mean wait in queue",
+                fmt_ms(sum(r["usage"]["queue_ms"] for r in results) / 4),
+                "",
+                "",
+                "",
+                None,
+            ),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- 6. API overhead
+
+
+def loadgen(url: str, seconds: float = 5, concurrency: int = 8) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", url, str(seconds), str(concurrency)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def bench_api(work: Path) -> Section:
+    with server(work / "api") as orchard, orchard.client() as client:
+        wait_for(lambda: client.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
+        body = client.get("/model/current").json()
+        ours = loadgen(orchard.url + "/model/current")
+    body_file = work / "current.json"
+    body_file.write_text(json.dumps(body))
+    port = free_port()
+    plain_server = subprocess.Popen([sys.executable, "-m", "bench.plain_app", str(port), str(body_file)], cwd=ROOT)
+    try:
+        wait_for(lambda: _up(f"http://127.0.0.1:{port}/model/current"), timeout=60, what="plain app")
+        plain = loadgen(f"http://127.0.0.1:{port}/model/current")
+    finally:
+        plain_server.terminate()
+        plain_server.wait(10)
+    log(f"api: ours {ours['rps']:.0f} rps p99 {ours['p99_ms']:.1f} ms; plain {plain['rps']:.0f} rps")
+    return Section(
+        "API overhead",
+        "`GET /model/current` (no model loaded; it reads memory statistics on every call) under 5 s of load from "
+        "a second process (8 concurrent keep-alive connections, httpx), vs a bare FastAPI app on the same uvicorn "
+        "returning the same JSON.",
+        [
+            Row(
+                "requests per second",
+                f"{ours['rps']:.0f}",
+                f"{plain['rps']:.0f}",
+                f"{ours['rps'] / plain['rps']:.2f}×",
+                "",
+                None,
+            ),
+            Row(
+                "p99 latency",
+                fmt_ms(ours["p99_ms"]),
+                fmt_ms(plain["p99_ms"]),
+                f"{ours['p99_ms'] / plain['p99_ms']:.2f}×",
+                "",
+                None,
+            ),
+            Row(
+                "errors",
+                f"{ours['errors']:.0f} of {ours['requests']:.0f}",
+                f"{plain['errors']:.0f}",
+                "",
+                "0",
+                ours["errors"] == 0,
+            ),
+        ],
+    )
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {psutil.cpu_count()} logical cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}; device: CPU"
+    )
+
+
+def write(sections: list[Section], started: datetime, args: argparse.Namespace) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Made by `scripts/bench{' --quick' if args.quick else ''}` on {started:%Y-%m-%d %H:%M} UTC, "
+        f"in {(datetime.now(UTC) - started).total_seconds() / 60:.0f} minutes.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "Every figure is compared with the plain library doing the same work in the same run; medians over several "
+        "repetitions. Targets are reported, not enforced. Figures from a busy or small machine are noisy: compare "
+        "ratios, not absolute numbers, between runs.",
+        "",
+    ]
+    missed = [(s.title, r.metric) for s in sections for r in s.rows if r.holds is False]
+    lines += [
+        f"**Targets missed: {len(missed)}**" + (": " + "; ".join(f"{t}: {m}" for t, m in missed) if missed else ""),
+        "",
+    ]
+    for section in sections:
+        lines += [
+            f"## {section.title}",
+            "",
+            section.method,
+            "",
+            "| Measure | Orchard | Plain | Ratio | Target | Holds |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in section.rows]
+        lines.append("")
+    RESULTS.write_text("\n".join(lines))
+    log(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, the ~100M model only")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: load,responsiveness,memory,download,generation,api"
+    )
+    args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    reps = 3 if args.quick else 5
+    configs = [("100m", "bfloat16"), ("100m", "float32")]
+    if not args.quick:
+        configs += [("400m", "bfloat16"), ("400m", "float32")]
+    started = datetime.now(UTC)
+    log("making the models (once; cached in bench/.cache)")
+    for config in configs:
+        model_path(*config)
+    plan: list[tuple[str, Callable[[Path], Section]]] = [
+        ("load", lambda w: bench_load(w, configs, reps)),
+        ("responsiveness", lambda w: bench_responsiveness(w, configs[-1], ("100m", "bfloat16"))),
+        ("memory", lambda w: bench_memory(w, configs)),
+        ("download", lambda w: bench_download(w, configs[-2] if len(configs) > 2 else configs[0], reps)),
+        ("generation", lambda w: bench_generation(w, ("100m", "float32"), reps)),
+        ("api", bench_api),
+    ]
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="orchard-bench-") as tmp:
+        for name, run in plan:
+            if only and name not in only:
+                continue
+            log(f"== {name}")
+            work = Path(tmp) / name
+            work.mkdir()
+            sections.append(run(work))
+    write(sections, started, args)
+
+
+if __name__ == "__main__":
+    main()
