@@ -9,6 +9,17 @@ import sys
 from backend import __version__
 
 
+def _is_loopback_bind(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -19,6 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     host = args.host or settings.host
     port = args.port or settings.port
+    if not _is_loopback_bind(host) and settings.api_key is None and not settings.allow_remote_without_key:
+        print(
+            f"orchard: refusing to listen on {host}, where other machines can reach it, without an API key. Set "
+            "ORCHARD_API_KEY (clients send 'Authorization: Bearer <key>'), or ORCHARD_ALLOW_REMOTE_WITHOUT_KEY=true "
+            "if the network is yours alone.",
+            file=sys.stderr,
+        )
+        return 2
     uvicorn.run("backend.main:app", host=host, port=port, reload=args.reload, log_level=settings.log_level)
     return 0
 

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     # --- API ---
     host: str = Field("127.0.0.1", description="Address the server binds to. Keep 127.0.0.1 unless you mean it.")
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, every API request must send it (Authorization: Bearer <key>, or X-API-Key). "
+        "Needed to answer other machines.",
+    )
+    allow_remote_without_key: bool = Field(
+        False,
+        description="Answer requests from other machines although no API key is set. Off: only this machine may.",
+    )
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"],
         description="Browser origins allowed to call the API (JSON list). The Vite dev server by default.",
@@ -75,6 +84,11 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(None, description="Local model folders (imports and uploads). Default HOME/models.")
     data_dir: Path | None = Field(None, description="Datasets and Orchard's own state. Default HOME/data.")
     outputs_dir: Path | None = Field(None, description="Training runs and exports. Default HOME/outputs.")
+    model_roots: list[Path] = Field(
+        default_factory=list,
+        description="More folders (JSON list) whose model folders may be loaded by path; the models directory and "
+        "the Hub cache always are.",
+    )
 
     # --- Loading ---
     device: DeviceSetting = Field("auto", description="Device for models: auto picks mps > cuda > cpu.")
@@ -157,6 +171,11 @@ class Settings(BaseSettings):
         assert self.outputs_dir is not None
         return self.outputs_dir
 
+    def allowed_model_roots(self) -> list[Path]:
+        """Folders a ``model_path`` must lie in (after resolving symlinks): models dir, Hub cache, model_roots."""
+        roots = [self.models_path, self.hf_cache_dir, *self.model_roots]
+        return [Path(root).expanduser().resolve() for root in roots]
+
     def ensure_dirs(self) -> None:
         """Create the folders Orchard writes to (called at start-up, never at import)."""
         for path in (self.models_path, self.data_path, self.outputs_path, self.hf_cache_dir):
@@ -171,7 +190,8 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Every setting, JSON-ready, with secrets redacted (what ``GET /config`` returns)."""
         data = self.model_dump(mode="json")
-        data["hf_token"] = "**********" if self.hf_token else None
+        for secret in ("hf_token", "api_key"):
+            data[secret] = "**********" if getattr(self, secret) else None
         return data
 
 

@@ -69,6 +69,22 @@ class InvalidRequestError(StudioError):
     status_code, code = 400, "invalid_request"
 
 
+class UnauthorizedError(StudioError):
+    """No API key, or the wrong one, while ORCHARD_API_KEY is set."""
+
+    status_code, code = 401, "unauthorized"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class RemoteAccessError(StudioError):
+    """A request from another machine while no API key is set."""
+
+    status_code, code = 403, "remote_access_denied"
+
+
 class PathNotAllowedError(StudioError):
     status_code, code = 403, "path_not_allowed"
 

@@ -8,12 +8,13 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
 from backend.api import chat, jobs, model_loader, openai_compat, system
+from backend.api.access import require_access
 from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
 from backend.errors import ERROR_RESPONSES, PayloadTooLargeError, install_error_handlers
@@ -91,11 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Multipart framing adds a little; the exact limit is enforced again on the bytes written.
     app.add_middleware(UploadSizeLimit, max_bytes=int(settings.max_upload_gb * 1e9) + 1024 * 1024)
     install_error_handlers(app)
-    app.include_router(system.router)
-    app.include_router(model_loader.router)
-    app.include_router(jobs.router)
-    app.include_router(chat.router)
-    app.include_router(openai_compat.router)
+    for router in (system.router, model_loader.router, jobs.router, chat.router, openai_compat.router):
+        app.include_router(router, dependencies=[Depends(require_access)])
     mount_ui(app, settings.ui_dir)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -18,6 +19,7 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "bench" / ".cache" / "models"
 
 
 def median(values: list[float]) -> float:
@@ -70,7 +72,7 @@ def server(home: Path, *, hub: str = "http://127.0.0.1:9", warmup: bool = True, 
         "ORCHARD_WARMUP": str(warmup).lower(),
         "ORCHARD_MEMORY_SAFETY_MARGIN_GB": "0",
         "ORCHARD_LOG_LEVEL": "warning",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "ORCHARD_MODEL_ROOTS": json.dumps([str(MODELS)]),
         **{f"ORCHARD_{k.upper()}": v for k, v in settings.items()},
     }
     home.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,15 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         home_dir=tmp_path / "orchard",
         hf_cache_dir=tmp_path / "hub-cache",
         hf_endpoint=UNREACHABLE_HUB,
         warmup=False,
         memory_safety_margin_gb=0.0,
+        # Tests load fixture models by path from their temporary folders; test_paths.py checks the default roots.
+        model_roots=[tmp_path_factory.getbasetemp()],
     )
 
 

@@ -124,7 +124,7 @@ def upload_model(
     if model_path and files:
         raise InvalidRequestError("Send either model_path or files, not both.")
     if model_path:
-        return _loaded(service.load_local_model(model_path, dtype=dtype, device=device, force=force))
+        return _loaded(service.load_local_model(model_path, dtype=dtype, device=device, force=force, from_request=True))
     if not files:
         raise InvalidRequestError("Pass model_path (a folder on the server) or upload the model's files.")
     path = import_model(

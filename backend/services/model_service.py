@@ -42,6 +42,7 @@ from backend.errors import (
     InvalidRequestError,
     ModelBusyError,
     ModelNotFoundError,
+    PathNotAllowedError,
     StudioError,
     UnsafeModelError,
 )
@@ -81,6 +82,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._current: LoadedModel | None = None
         self._loading: str | None = None
+        self._activity = "loading"
         self._in_use = 0  # generations running on the current model
 
     @property
@@ -90,8 +92,9 @@ class ModelCache:
 
     @property
     def loading(self) -> str | None:
+        """The model being loaded now, if any."""
         with self._lock:
-            return self._loading
+            return self._loading if self._activity == "loading" else None
 
     @property
     def in_use(self) -> int:
@@ -108,16 +111,17 @@ class ModelCache:
             )
 
     @contextmanager
-    def loading_slot(self, model_id: str) -> Iterator[None]:
-        """Hold the one loading slot for ``model_id``; a second load meanwhile gets :class:`ModelBusyError`."""
+    def loading_slot(self, model_id: str, activity: str = "loading") -> Iterator[None]:
+        """Hold the one slot for changing models (a load, or a delete); meanwhile others get :class:`ModelBusyError`."""
         with self._lock:
             if self._loading is not None:
                 raise ModelBusyError(
-                    f"'{self._loading}' is loading now; wait for it to finish, then retry.",
+                    f"'{self._loading}' is {self._activity} now; wait for it to finish, then retry.",
                     loading=self._loading,
                 )
-            self._refuse_while_in_use(f"load '{model_id}'")
-            self._loading = model_id
+            if activity == "loading":
+                self._refuse_while_in_use(f"load '{model_id}'")
+            self._loading, self._activity = model_id, activity
         try:
             yield
         finally:
@@ -355,8 +359,11 @@ class ModelService:
         force: bool = False,
         trust_remote_code: bool = False,
         source: ModelSource = "local",
+        from_request: bool = False,
     ) -> LoadedModel:
-        path, model_id, revision = self.resolve_local(model_path)
+        """Load a local model. ``from_request``: the path came over the API, so it must lie in an allowed root
+        (the models directory, the Hub cache, ORCHARD_MODEL_ROOTS); Python callers may load any folder."""
+        path, model_id, revision = self.resolve_local(model_path, from_request=from_request)
         device, dtype = self.placement(device, dtype)
         return self.load_folder(
             path,
@@ -479,32 +486,44 @@ class ModelService:
         Raises:
             ModelNotFoundError, ModelBusyError (the model is loaded or loading).
         """
+        # The loading slot keeps loads (and other deletes) out while the files go.
+        with self.cache.loading_slot(model_id, activity="being deleted"):
+            return self._delete_local(model_id)
+
+    def _delete_local(self, model_id: str) -> tuple[Path, int]:
         model = self.local_model(model_id)
         folder = Path(model.path) if model.source == "local" else self.hub.repo_folder(model_id)
-        current, loading = self.cache.current, self.cache.loading
-        if model.loaded or loading == model_id or (current and Path(current.metadata.path).is_relative_to(folder)):
+        current = self.cache.current
+        if model.loaded or (current and Path(current.metadata.path).is_relative_to(folder)):
             raise ModelBusyError(f"'{model_id}' is loaded; unload it before deleting it.", model_id=model_id)
+        if folder.is_symlink():  # a link to a model elsewhere: remove the link, never what it points to
+            folder.unlink()
+            return folder, 0
         freed = disk_bytes(folder)
         shutil.rmtree(folder)
         logger.info("deleted %s (%d bytes)", folder, freed)
         return folder, freed
 
-    def resolve_local(self, model_path: str | Path) -> tuple[Path, str, str | None]:
+    def resolve_local(self, model_path: str | Path, *, from_request: bool = False) -> tuple[Path, str, str | None]:
         """Find a local model: ``(folder, model id, hub revision or None)``.
 
-        Accepts a folder path, a folder name inside the models directory, or a repo id in the Hub cache.
+        Accepts a folder path, a folder name inside the models directory, or a repo id in the Hub cache. With
+        ``from_request``, a path outside the allowed roots (symlinks resolved) is refused with 403.
         """
         text = str(model_path).strip()
         if not text:
             raise InvalidRequestError("model_path is empty; pass a model folder or a local model id.")
         candidate = Path(text).expanduser()
         if candidate.is_absolute() or text.startswith("."):
-            if candidate.is_dir():
-                return candidate.resolve(), candidate.resolve().name, None
+            folder = self._allowed_folder(candidate, text) if from_request else candidate.resolve()
+            if folder.is_dir():
+                return folder, folder.name, None
             raise ModelNotFoundError(f"No folder at '{text}'.", model_path=text)
+        if ".." in Path(text).parts or "\0" in text:
+            raise PathNotAllowedError(f"'{text}' may not contain '..'; pass a local model id or a folder path.")
         in_models = self.settings.models_path / text
-        if in_models.is_dir() and ".." not in Path(text).parts:
-            return in_models.resolve(), text, None
+        if in_models.is_dir():
+            return self._allowed_folder(in_models, text) if from_request else in_models.resolve(), text, None
         for model_id, files, revision in self._hub_cache_folders():
             if model_id == text:
                 return files.path, model_id, revision
@@ -513,6 +532,22 @@ class ModelService:
             "Download it first (POST /model/download) or pass a folder path.",
             model_path=text,
         )
+
+    def _allowed_folder(self, path: Path, text: str) -> Path:
+        """``path`` with symlinks resolved, if it lies inside an allowed root; else 403, saying nothing of it."""
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+            resolved = None
+        roots = self.settings.allowed_model_roots()
+        if resolved is None or not any(resolved.is_relative_to(root) for root in roots):
+            raise PathNotAllowedError(
+                f"'{text}' is outside the folders Orchard loads models from ({', '.join(str(r) for r in roots)}). "
+                "Move or upload the model into the models directory, or add its parent folder to "
+                "ORCHARD_MODEL_ROOTS.",
+                model_path=text,
+            )
+        return resolved
 
     # ----------------------------------------------------------------- warm-up
 
@@ -624,28 +659,31 @@ class ModelService:
         force: bool,
         trust_remote_code: bool,
     ) -> LoadedModel:
-        files = inspect_folder(path, count_pickle_params=True)
-        if files.config is not None:
-            allow_code = self.check_remote_code(model_id, files.config, trust_remote_code)
-        else:
-            allow_code = False
-        if not files.complete:
-            raise InvalidModelError(
-                f"'{model_id}' cannot be loaded: {'; '.join(files.problems)}.",
-                model_id=model_id,
-                problems=files.problems,
-            )
-        if files.format == "pytorch":
-            self.check_pickle(model_id)
-        if not files.has_tokenizer:
-            raise InvalidModelError(
-                f"'{model_id}' has no tokenizer files (tokenizer.json, tokenizer.model or vocab files).",
-                model_id=model_id,
-            )
-        if files.num_parameters:
-            self.check_fits(model_id, files.num_parameters, dtype, device, force)
-
+        # One slot for the whole load: a delete of these files cannot run between reading and loading them.
         with self.cache.loading_slot(model_id):
+            if not path.is_dir():
+                raise ModelNotFoundError(f"'{model_id}' is no longer on disk.", model_id=model_id)
+            files = inspect_folder(path, count_pickle_params=True)
+            if files.config is not None:
+                allow_code = self.check_remote_code(model_id, files.config, trust_remote_code)
+            else:
+                allow_code = False
+            if not files.complete:
+                raise InvalidModelError(
+                    f"'{model_id}' cannot be loaded: {'; '.join(files.problems)}.",
+                    model_id=model_id,
+                    problems=files.problems,
+                )
+            if files.format == "pytorch":
+                self.check_pickle(model_id)
+            if not files.has_tokenizer:
+                raise InvalidModelError(
+                    f"'{model_id}' has no tokenizer files (tokenizer.json, tokenizer.model or vocab files).",
+                    model_id=model_id,
+                )
+            if files.num_parameters:
+                self.check_fits(model_id, files.num_parameters, dtype, device, force)
+
             started = time.perf_counter()
             model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
             metadata = self._extract_metadata(

@@ -100,3 +100,14 @@ def test_server_starts_and_answers_health(command: list[str], tmp_path: Path) ->
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_hub_telemetry_is_off_unless_asked() -> None:
+    """huggingface_hub's telemetry calls the real Hub; Orchard turns it off before the library reads the variable."""
+    code = "import backend.main; from huggingface_hub import constants; print(constants.HF_HUB_DISABLE_TELEMETRY)"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    env["HF_HUB_DISABLE_TELEMETRY"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -13,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from backend.config import Settings
-from backend.main import create_app
 from backend.services.model_service import ModelService, process_cache
 from tests.factories import make_model
+from tests.hub_server import HubServer
+from tests.live_server import live_server
 
 MB = 1024 * 1024
 
@@ -34,7 +33,7 @@ MEASURE = """
 import json, sys
 from backend.config import Settings
 from backend.services.model_service import ModelService, _rss
-service = ModelService(Settings(home_dir=sys.argv[2], warmup=False))
+service = ModelService(Settings(home_dir=sys.argv[2], warmup=False, model_roots=[sys.argv[1]]))
 # A warm cycle first: the first load of a process pays one-time costs (imports, kernels, thread pools) that
 # are not memory the model holds.
 service.load_local(sys.argv[1], dtype="bfloat16")
@@ -76,34 +75,23 @@ def test_unload_gives_the_memory_back(medium_llama: Path, tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def live_server(settings: Settings) -> Iterator[str]:
+def live(settings: Settings) -> Iterator[str]:
     """The real app under uvicorn on 127.0.0.1, so requests are truly concurrent over HTTP."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(settings) as server:
+        yield server.url
 
 
-def test_health_answers_during_a_load(live_server: str, medium_llama: Path) -> None:
+def test_health_answers_during_a_load(live: str, medium_llama: Path) -> None:
     latencies: list[float] = []
     seen_loading = False
     result: dict[str, httpx.Response] = {}
 
     def load() -> None:
-        with httpx.Client(base_url=live_server, timeout=120) as c:
+        with httpx.Client(base_url=live, timeout=120) as c:
             result["load"] = c.post("/model/upload", params={"model_path": str(medium_llama), "dtype": "bfloat16"})
 
     loader = threading.Thread(target=load)
-    with httpx.Client(base_url=live_server, timeout=30) as client:
+    with httpx.Client(base_url=live, timeout=30) as client:
         loader.start()
         while loader.is_alive():
             started = time.perf_counter()
@@ -152,3 +140,63 @@ def test_concurrent_loads_leave_one_consistent_model(settings: Settings, local_m
     current = process_cache().current
     assert current is not None and process_cache().loading is None
     assert current.model.config.model_type == current.metadata.model_type  # metadata matches the model in memory
+
+
+def test_fifty_mixed_concurrent_requests_leave_a_consistent_cache(
+    settings: Settings, local_models: Path, hub: HubServer
+) -> None:
+    """Loads, unloads, reads, downloads and deletes at once: no 500, no deadlock, and the cache tells the truth."""
+    import random
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(7)
+    kinds = ["load", "load", "unload", "current", "current", "info", "local", "download", "delete", "health"]
+    plan = [(rng.choice(kinds), rng.choice(["tiny-llama", "tiny-gpt2"]), rng.random() < 0.5) for _ in range(50)]
+
+    def send(kind: str, model: str, load: bool, client: httpx.Client) -> tuple[str, int, dict[str, object]]:
+        if kind == "load":
+            response = client.post("/model/upload", params={"model_path": model})
+        elif kind == "unload":
+            response = client.post("/model/unload")
+        elif kind == "current":
+            response = client.get("/model/current")
+        elif kind == "info":
+            response = client.get("/model/info/tiny-gpt2")
+        elif kind == "local":
+            response = client.get("/model/local-models")
+        elif kind == "download":
+            response = client.post("/model/download", json={"model_id": "tiny-gpt2", "load": load})
+        elif kind == "delete":
+            response = client.delete("/model/local-models/tiny-gpt2")
+        else:
+            response = client.get("/model/health")
+        return kind, response.status_code, response.json()
+
+    with live_server(settings) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(pool.map(lambda step: send(*step, client), plan, timeout=240))
+        codes = Counter(f"{kind} {code}" for kind, code, _ in results)
+        print(f"50 concurrent requests: {dict(sorted(codes.items()))}")
+        for kind, code, body in results:
+            assert code < 500, (kind, code, body)
+            if code >= 400:
+                error = body["error"]
+                assert isinstance(error, dict) and error["code"] and error["message"], body
+        # Let downloads started by the mix finish, then compare what the API says with what is in memory.
+        deadline = time.monotonic() + 60
+        while any(j["status"] in ("queued", "resolving", "downloading", "verifying", "loading")
+                  for j in client.get("/model/jobs").json()["jobs"]):  # fmt: skip
+            assert time.monotonic() < deadline, "a download never ended"
+            time.sleep(0.1)
+        current = client.get("/model/current").json()
+        in_memory = process_cache().current
+        if in_memory is None:
+            assert current["loaded"] is False and current["metadata"] is None
+        else:
+            assert current["metadata"]["model_id"] == in_memory.metadata.model_id
+            assert type(in_memory.model).__name__ == current["metadata"]["architecture"]
+        assert current["loading"] is None
+        # Still usable: a load and an unload work.
+        assert client.post("/model/upload", params={"model_path": "tiny-llama"}).status_code == 200
+        assert client.post("/model/unload").json()["status"] == "unloaded"
