@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     def token(self, access_token: str | None = None) -> str | None:
         """The token for a Hub call: the request's own, else the configured one, else none."""
         if access_token:
+            if not (access_token.isascii() and access_token.isprintable()) or " " in access_token:
+                from backend.errors import InvalidRequestError
+
+                # It goes into an HTTP header: say so here rather than fail there.
+                raise InvalidRequestError("access_token is not a Hub token: tokens are printable ASCII (hf_...).")
             return access_token
         return self.hf_token.get_secret_value() if self.hf_token else None
 

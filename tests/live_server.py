@@ -37,12 +37,13 @@ def live_server(settings: Settings, startup_timeout: float = 30.0) -> Iterator[L
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="orchard-live", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
+    headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"} if settings.api_key else {}
     try:
         while True:
             if not thread.is_alive():
                 raise RuntimeError("the server stopped while starting; see the captured log")
             try:
-                if httpx.get(url + "/health", timeout=2, trust_env=False).status_code == 200:
+                if httpx.get(url + "/health", headers=headers, timeout=2, trust_env=False).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

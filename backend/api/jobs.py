@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.api.deps import DownloadManagerDep
@@ -28,13 +28,30 @@ def get_job(job_id: str, downloads: DownloadManagerDep) -> Job:
     return downloads.get(job_id)
 
 
-@router.get("/{job_id}/events", operation_id="streamJobEvents", response_class=EventSourceResponse)
-async def job_events(job_id: str, downloads: DownloadManagerDep) -> AsyncIterator[ServerSentEvent]:
+def existing_job(job_id: str, downloads: DownloadManagerDep) -> str:
+    """404 for an unknown job before a stream starts (a generator's body only runs once the 200 is sent)."""
+    downloads.get(job_id)
+    return job_id
+
+
+@router.get(
+    "/{job_id}/events",
+    operation_id="streamJobEvents",
+    response_class=EventSourceResponse,
+    responses={
+        "default": {
+            "description": "An error, in Orchard's one shape (JSON, before any event).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
+    },
+)
+async def job_events(
+    job_id: Annotated[str, Depends(existing_job)], downloads: DownloadManagerDep
+) -> AsyncIterator[ServerSentEvent]:
     """The job as Server-Sent Events: a ``progress`` event whenever it changes, then ``end`` when it is over.
 
     Each event's data is the same JSON as ``GET /model/jobs/{id}``.
     """
-    job = downloads.get(job_id)  # 404 before the stream starts
     last = None
     while True:
         job = downloads.get(job_id)

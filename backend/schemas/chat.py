@@ -93,6 +93,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+StopText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class _OpenAIRequest(BaseModel):
     # Clients send fields we do not use (user, logprobs, ...): accept and ignore them, as other servers do.
     model_config = ConfigDict(extra="allow")
@@ -102,7 +105,7 @@ class _OpenAIRequest(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request.")
-    stop: str | list[str] | None = None
+    stop: StopText | Annotated[list[StopText], Field(max_length=8)] | None = None
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None

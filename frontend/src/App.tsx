@@ -1,11 +1,16 @@
 import { useQuery } from "@tanstack/react-query";
+import { lazy, Suspense } from "react";
 import { NavLink, Navigate, Route, Routes } from "react-router";
 import { getCurrentModelOptions } from "./api/queries";
-import { ChatPage } from "./pages/ChatPage";
+import { ApiKeyPrompt } from "./components/ApiKey";
+import { Loading } from "./components/ui";
 import { CurrentModelPage } from "./pages/CurrentModelPage";
 import { ModelsPage } from "./pages/ModelsPage";
 import { NotFoundPage } from "./pages/NotFoundPage";
 import { SystemPage } from "./pages/SystemPage";
+
+// The chat page brings the markdown renderer: it loads on first visit, keeping the first page small.
+const ChatPage = lazy(() => import("./pages/ChatPage").then((module) => ({ default: module.ChatPage })));
 
 const NAV = [
   { to: "/chat", label: "Chat" },
@@ -72,9 +77,10 @@ export function App() {
         </div>
       </aside>
       <main id="main" className="mx-auto w-full max-w-5xl px-4 py-6 sm:px-6 md:py-10">
+        <ApiKeyPrompt />
         <Routes>
           <Route path="/" element={<Navigate to="/models" replace />} />
-          <Route path="/chat" element={<ChatPage />} />
+          <Route path="/chat" element={<Suspense fallback={<Loading />}><ChatPage /></Suspense>} />
           <Route path="/models" element={<ModelsPage />} />
           <Route path="/current" element={<CurrentModelPage />} />
           <Route path="/system" element={<SystemPage />} />

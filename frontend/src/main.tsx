@@ -1,22 +1,15 @@
-import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { QueryClientProvider } from "@tanstack/react-query";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { BrowserRouter } from "react-router";
 import { setUpClient } from "./api/client";
+import { createQueryClient } from "./api/queryClient";
 import { App } from "./App";
 import "./index.css";
 
 setUpClient();
 
-const queryClient = new QueryClient({
-  defaultOptions: {
-    queries: {
-      staleTime: 2_000,
-      // 4xx answers are final; only retry what may be transient.
-      retry: (count, error) => count < 2 && !(error instanceof Error && "status" in error && Number(error.status) < 500),
-    },
-  },
-});
+const queryClient = createQueryClient();
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>

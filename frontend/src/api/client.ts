@@ -1,5 +1,6 @@
-// One place that configures the generated client: same-origin requests, and every failure as an ApiError
-// carrying the API's own code and message (never "[object Object]").
+// One place that configures the generated client: same-origin requests, the API key when one is saved, and every
+// failure as an ApiError carrying the API's own code and message (never "[object Object]").
+import { getApiKey } from "./apiKey";
 import { client } from "./generated/client.gen";
 import type { ErrorResponse } from "./generated/types.gen";
 
@@ -49,7 +50,25 @@ export function errorMessage(error: unknown): string {
   return toApiError(error).message;
 }
 
+/** Send the saved key (read on every request, so saving or forgetting it applies at once). */
+function addApiKey(request: Request): Request {
+  const key = getApiKey();
+  if (key && !request.headers.has("Authorization")) request.headers.set("Authorization", `Bearer ${key}`);
+  return request;
+}
+
+function asApiError(error: unknown, response: Response | undefined): ApiError {
+  return toApiError(error, response);
+}
+
 export function setUpClient(baseUrl = ""): void {
   client.setConfig({ baseUrl });
-  client.interceptors.error.use((error, response) => toApiError(error, response));
+  // Idempotent: calling it again (tests) must not stack the interceptors.
+  if (!client.interceptors.request.exists(addApiKey)) client.interceptors.request.use(addApiKey);
+  if (!client.interceptors.error.exists(asApiError)) client.interceptors.error.use(asApiError);
+}
+
+/** Whether an error is the API refusing the request for want of the right key. */
+export function isUnauthorized(error: unknown): error is ApiError {
+  return error instanceof ApiError && error.status === 401;
 }

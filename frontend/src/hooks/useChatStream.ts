@@ -2,7 +2,8 @@
 // stopped by aborting the request (the server stops generating when the connection closes).
 import { createParser } from "eventsource-parser";
 import { useCallback, useEffect, useRef, useState } from "react";
-import { ApiError, toApiError } from "../api/client";
+import { apiKeyHeaders, reportUnauthorized } from "../api/apiKey";
+import { ApiError, isUnauthorized, toApiError } from "../api/client";
 import { client } from "../api/generated/client.gen";
 import type { ChatRequest, ChatResponse } from "../api/queries";
 
@@ -36,7 +37,8 @@ export async function streamChat(
   try {
     response = await fetch(client.buildUrl({ url: "/chat" }), {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      // fetch, not the generated client: send the saved API key the way its request interceptor does.
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...apiKeyHeaders() },
       body: JSON.stringify({ ...body, stream: true }),
       signal,
     });
@@ -53,7 +55,9 @@ export async function streamChat(
     } catch {
       // not JSON: toApiError quotes the text
     }
-    return { kind: "error", error: toApiError(parsed, response), received };
+    const error = toApiError(parsed, response);
+    if (isUnauthorized(error)) reportUnauthorized(error.message);
+    return { kind: "error", error, received };
   }
 
   let outcome: StreamOutcome | null = null;

@@ -1,7 +1,9 @@
 // A job's progress, live: Server-Sent Events from /model/jobs/{id}/events, with polling as the fallback.
 // State always comes from the jobs API, so a reload or a second tab shows the same progress.
+// With an API key saved it polls from the start: EventSource cannot send the Authorization header.
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
+import { useHasApiKey } from "../api/apiKey";
 import { getJobOptions, getJobQueryKey, invalidateModels, type Job } from "../api/queries";
 
 const ACTIVE = new Set<Job["status"]>(["queued", "resolving", "downloading", "verifying", "loading"]);
@@ -13,15 +15,18 @@ export function isActive(job: Job | undefined): boolean {
 export function useJobEvents(jobId: string) {
   const queryClient = useQueryClient();
   const [sseFailed, setSseFailed] = useState(false);
+  const keyed = useHasApiKey();
+  const polling = sseFailed || keyed;
   const options = getJobOptions({ path: { job_id: jobId } });
   const query = useQuery({
     ...options,
     // Poll only when the event stream is unavailable, and only while the job runs.
-    refetchInterval: (q) => (sseFailed && isActive(q.state.data) ? 1000 : false),
+    refetchInterval: (q) => (polling && isActive(q.state.data) ? 1000 : false),
   });
   const active = isActive(query.data);
 
   useEffect(() => {
+    if (keyed) return;
     if (!active || typeof EventSource === "undefined") {
       if (active) setSseFailed(true);
       return;
@@ -41,7 +46,7 @@ export function useJobEvents(jobId: string) {
       if (source.readyState === EventSource.CLOSED) setSseFailed(true);
     };
     return () => source.close();
-  }, [active, jobId, queryClient]);
+  }, [active, jobId, keyed, queryClient]);
 
   return query;
 }

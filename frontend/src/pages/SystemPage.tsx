@@ -1,5 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import { getConfigOptions, getCurrentModelOptions, healthOptions } from "../api/queries";
+import { SavedApiKey } from "../components/ApiKey";
 import { MemoryGauge } from "../components/MemoryGauge";
 import { Badge, Card, ErrorMessage, Facts, Loading, PageHeader } from "../components/ui";
 
@@ -47,6 +48,7 @@ export function SystemPage() {
             <MemoryGauge memory={current.data.memory} modelGb={current.data.metadata?.measured_memory_gb} />
           )}
         </Card>
+        <SavedApiKey />
         <Card title="Settings">
           <p className="mb-4 text-sm text-zinc-600 dark:text-zinc-400">
             Set with <code className="font-mono">ORCHARD_*</code> environment variables or a <code className="font-mono">.env</code>{" "}

@@ -1786,7 +1786,7 @@ export type StreamJobEventsData = {
 
 export type StreamJobEventsErrors = {
     /**
-     * An error, in Orchard's one shape.
+     * An error, in Orchard's one shape (JSON, before any event).
      */
     default: ErrorResponse;
 };
