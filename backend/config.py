@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend.errors import InvalidRequestError
+
 DeviceSetting = Literal["auto", "cpu", "cuda", "mps"]
 DtypeSetting = Literal["auto", "float32", "float16", "bfloat16"]
 
@@ -185,8 +187,6 @@ class Settings(BaseSettings):
         """The token for a Hub call: the request's own, else the configured one, else none."""
         if access_token:
             if not (access_token.isascii() and access_token.isprintable()) or " " in access_token:
-                from backend.errors import InvalidRequestError
-
                 # It goes into an HTTP header: say so here rather than fail there.
                 raise InvalidRequestError("access_token is not a Hub token: tokens are printable ASCII (hf_...).")
             return access_token

@@ -12,17 +12,23 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import ChatServiceDep
 from backend.schemas.chat import ChatMessage, ChatRequest, ChatResponse, SamplingParams
-from backend.services.chat_service import DoneEvent, ErrorEvent, Generation, TokenEvent
+from backend.services.chat_service import DoneEvent, Generation, TokenEvent
 
 router = APIRouter(tags=["chat"])
 
 SSE_DESCRIPTION = "With stream=true (the default): Server-Sent Events `token`, then `done` or `error`."
+
+
+def client_gone() -> Response:
+    """The answer to a client that closed the connection first (nobody reads it; nginx's 499, not a body that
+    would fail the route's response model)."""
+    return Response(status_code=499)
 
 
 async def wait_for_result(generation: Generation, request: Request) -> DoneEvent | None:
@@ -41,10 +47,6 @@ async def wait_for_result(generation: Generation, request: Request) -> DoneEvent
             task.cancel()
 
 
-def error_body(event: ErrorEvent) -> dict[str, Any]:
-    return event.error.to_body()
-
-
 @router.post(
     "/chat",
     operation_id="chat",
@@ -61,7 +63,7 @@ async def chat(body: ChatRequest, service: ChatServiceDep, request: Request) -> 
     generation = await run_in_threadpool(service.start_chat, body.messages, params, asyncio.get_running_loop(), None)
     if not body.stream:
         done = await wait_for_result(generation, request)
-        return _response(generation, done) if done else None
+        return _response(generation, done) if done else client_gone()
 
     async def events() -> AsyncIterator[bytes]:
         async for event in generation.stream():
@@ -70,7 +72,7 @@ async def chat(body: ChatRequest, service: ChatServiceDep, request: Request) -> 
             elif isinstance(event, DoneEvent):
                 yield format_sse_event(event="done", data_str=_response(generation, event).model_dump_json())
             else:
-                yield format_sse_event(event="error", data_str=json.dumps(error_body(event)))
+                yield format_sse_event(event="error", data_str=json.dumps(event.error.to_body()))
 
     return EventSourceResponse(events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.chat import wait_for_result
+from backend.api.chat import client_gone, wait_for_result
 from backend.api.deps import ChatServiceDep, ModelServiceDep
 from backend.schemas.chat import (
     OpenAIAssistantMessage,
@@ -68,7 +68,7 @@ async def chat_completions(body: OpenAIChatRequest, service: ChatServiceDep, req
         return _stream(generation, completion_id, created, "chat.completion.chunk", include_usage)
     done = await wait_for_result(generation, request)
     if done is None:
-        return None
+        return client_gone()
     return OpenAIChatCompletion(
         id=completion_id,
         created=created,
@@ -101,7 +101,7 @@ async def completions(body: OpenAICompletionRequest, service: ChatServiceDep, re
         )
     done = await wait_for_result(generation, request)
     if done is None:
-        return None
+        return client_gone()
     text = (prompt if body.echo else "") + done.text
     return OpenAICompletion(
         id=completion_id,

@@ -358,3 +358,14 @@ def test_model_is_freed_after_chatting_and_unloading(server: LiveServer) -> None
     assert httpx.post(f"{server.url}/model/unload").json()["status"] == "unloaded"
     gc.collect()
     assert model() is None
+
+
+def test_client_leaving_a_whole_reply_request_stops_generation(server: LiveServer) -> None:
+    load(server)
+    service = chat_service(server)
+    body = {"messages": HELLO, "max_new_tokens": 1900, "temperature": 0, "stream": False}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/chat", json=body, timeout=httpx.Timeout(10, read=0.3))
+    wait_until(lambda: service.active == 0, timeout=10)
+    assert service.recent[-1].finish_reason == "cancelled"
+    assert service.recent[-1].usage.completion_tokens < 1900
