@@ -52,15 +52,18 @@ def _pull(args: argparse.Namespace) -> int:
 
     from backend.config import get_settings
     from backend.errors import StudioError
-    from backend.schemas.jobs import ACTIVE_STATUSES, DownloadRequest
-    from backend.services.downloads import DownloadManager
+    from backend.schemas.jobs import ACTIVE_STATUSES, DownloadJob, DownloadRequest
+    from backend.services.downloads import DownloadKind
     from backend.services.job_store import JobStore
+    from backend.services.jobs import JobManager
     from backend.services.model_service import ModelService
 
     settings = get_settings()
     settings.ensure_dirs()
     # A job store of its own: the server's database is the server's (it would mark its running jobs interrupted).
-    manager = DownloadManager(settings, ModelService(settings), JobStore(Path(":memory:")))
+    manager = JobManager(settings, JobStore(Path(":memory:")))
+    downloads = DownloadKind(settings, ModelService(settings))
+    manager.register(downloads)
     request = DownloadRequest(
         model_id=args.model_id,
         revision=args.revision,
@@ -69,7 +72,7 @@ def _pull(args: argparse.Namespace) -> int:
         force=args.force,
     )
     try:
-        job = manager.start(request)
+        job: DownloadJob = downloads.start(request)
     except StudioError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
@@ -77,12 +80,12 @@ def _pull(args: argparse.Namespace) -> int:
     try:
         while job.status in ACTIVE_STATUSES:
             time.sleep(0.2)
-            job = manager.get(job.id)
+            job = manager.get(job.id, kind="download")  # type: ignore[assignment]
             bar.total = job.progress.total
             bar.n = job.progress.completed
             bar.set_postfix_str("stalled" if job.progress.stalled else job.status, refresh=True)
     except KeyboardInterrupt:
-        job, _ = manager.cancel(job.id)
+        manager.cancel(job.id)
         bar.close()
         print(f"Cancelled. Run `orchard pull {args.model_id}` again to resume.", file=sys.stderr)
         return 130

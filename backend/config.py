@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     warmup: bool = Field(
         True, description="Import torch/transformers in the background at start-up so the first load is fast."
     )
+    job_history_limit: int = Field(
+        200, ge=1, description="Finished jobs kept in the job history (downloads, loads, ...); older ones are pruned."
+    )
 
     # --- Chat ---
     chat_max_new_tokens: int = Field(

@@ -119,6 +119,10 @@ class UnsafeModelError(StudioError):
     status_code, code = 403, "unsafe_model"
 
 
+class JobNotFoundError(StudioError):
+    status_code, code = 404, "job_not_found"
+
+
 class ModelBusyError(StudioError):
     status_code, code = 409, "model_busy"
 
@@ -167,6 +171,10 @@ class HubUnavailableError(StudioError):
     def __init__(self, message: str, *, status_code: int = 502, **details: Any) -> None:
         super().__init__(message, **details)
         self.status_code = status_code
+
+
+class JobCancelled(Exception):  # a signal, not an error a user sees
+    """Raised inside a job's work (or a transfer) to stop it; the job ends ``cancelled`` or ``interrupted``."""
 
 
 _OPENAI_TYPES = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +18,9 @@ from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
 from backend.errors import ERROR_RESPONSES, PayloadTooLargeError, install_error_handlers
 from backend.services.chat_service import ChatService
-from backend.services.downloads import DownloadManager
+from backend.services.downloads import DownloadKind
+from backend.services.jobs import JobManager
+from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
 
 logger = logging.getLogger(__name__)
@@ -65,15 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
         service = ModelService(settings)
-        downloads = DownloadManager(settings, service)
-        app.state.model_service, app.state.downloads = service, downloads
+        jobs = JobManager(settings)
+        downloads, loads = DownloadKind(settings, service), LoadKind(service)
+        for kind in (downloads, loads):
+            jobs.register(kind)
+        app.state.model_service, app.state.jobs = service, jobs
+        app.state.downloads, app.state.loads = downloads, loads
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
         if settings.warmup:
-            threading.Thread(target=service.warmup, name="orchard-warmup", daemon=True).start()
+            service.start_warmup()
         yield
         chat_service.shutdown()
-        downloads.shutdown()
-        downloads.store.close()
+        jobs.shutdown()
 
     app = FastAPI(
         title="Orchard",
@@ -92,7 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Multipart framing adds a little; the exact limit is enforced again on the bytes written.
     app.add_middleware(UploadSizeLimit, max_bytes=int(settings.max_upload_gb * 1e9) + 1024 * 1024)
     install_error_handlers(app)
-    for router in (system.router, model_loader.router, jobs.router, chat.router, openai_compat.router):
+    routers = (
+        system.router,
+        model_loader.router,
+        jobs.router,
+        jobs.downloads_router,
+        chat.router,
+        openai_compat.router,
+    )
+    for router in routers:
         app.include_router(router, dependencies=[Depends(require_access)])
     mount_ui(app, settings.ui_dir)
     access_log = logging.getLogger("uvicorn.access")

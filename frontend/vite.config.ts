@@ -6,7 +6,7 @@ import { defineConfig } from "vite";
 // `npm run dev` serves the app on :5173 and proxies the API to the backend on :8000 (`scripts/start` or
 // `uv run orchard serve`). The built app (`npm run build` -> dist/) is what the backend serves at /.
 const api = process.env.ORCHARD_API ?? "http://127.0.0.1:8000";
-const apiPaths = ["/model", "/v1", "/chat", "/health", "/config", "/docs", "/openapi.json"];
+const apiPaths = ["/model", "/jobs", "/v1", "/chat", "/health", "/config", "/docs", "/openapi.json"];
 
 export default defineConfig({
   plugins: [react(), tailwindcss()],

@@ -8,7 +8,9 @@ from fastapi import Depends, Request
 
 from backend.config import Settings
 from backend.services.chat_service import ChatService
-from backend.services.downloads import DownloadManager
+from backend.services.downloads import DownloadKind
+from backend.services.jobs import JobManager
+from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
 
 
@@ -17,9 +19,19 @@ def get_model_service(request: Request) -> ModelService:
     return service
 
 
-def get_download_manager(request: Request) -> DownloadManager:
-    manager: DownloadManager = request.app.state.downloads
+def get_job_manager(request: Request) -> JobManager:
+    manager: JobManager = request.app.state.jobs
     return manager
+
+
+def get_downloads(request: Request) -> DownloadKind:
+    downloads: DownloadKind = request.app.state.downloads
+    return downloads
+
+
+def get_loads(request: Request) -> LoadKind:
+    loads: LoadKind = request.app.state.loads
+    return loads
 
 
 def get_chat_service(request: Request) -> ChatService:
@@ -33,6 +45,8 @@ def get_app_settings(request: Request) -> Settings:
 
 
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
-DownloadManagerDep = Annotated[DownloadManager, Depends(get_download_manager)]
+JobManagerDep = Annotated[JobManager, Depends(get_job_manager)]
+DownloadsDep = Annotated[DownloadKind, Depends(get_downloads)]
+LoadsDep = Annotated[LoadKind, Depends(get_loads)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -10,23 +10,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from backend.api.deps import DownloadManagerDep, ModelServiceDep
+from backend.api.deps import DownloadsDep, JobManagerDep, LoadsDep, ModelServiceDep
 from backend.errors import InvalidRequestError, ModelBusyError
-from backend.schemas.jobs import DownloadCheck, DownloadRequest, Job
+from backend.schemas.jobs import DownloadCheck, DownloadJob, DownloadRequest, LoadJob, LoadRequest
 from backend.schemas.model import (
-    CurrentModelResponse,
     DeleteResponse,
     DeviceName,
     DtypeName,
     LoadResponse,
     LocalModelsResponse,
     ModelInfoResponse,
+    ModelMetadata,
     UnloadResponse,
     UploadResponse,
 )
-from backend.schemas.system import ModelHealthResponse
-from backend.services.downloads import raise_for_job
-from backend.services.model_service import LoadedModel, process_cache
+from backend.schemas.system import CurrentModelResponse, ModelHealthResponse
+from backend.services.model_service import process_cache
 from backend.services.uploads import import_model
 
 router = APIRouter(prefix="/model", tags=["model"])
@@ -43,8 +42,7 @@ def get_cached_model() -> dict[str, Any]:
     return {"model": current.model, "tokenizer": current.tokenizer, "metadata": current.metadata.model_dump()}
 
 
-def _loaded(loaded: LoadedModel) -> LoadResponse:
-    meta = loaded.metadata
+def _loaded(meta: ModelMetadata) -> LoadResponse:
     return LoadResponse(
         message=f"Loaded {meta.model_id} on {meta.device} as {meta.dtype} in {meta.load_seconds:.2f}s.",
         metadata=meta,
@@ -54,11 +52,13 @@ def _loaded(loaded: LoadedModel) -> LoadResponse:
 @router.post(
     "/download",
     operation_id="downloadModel",
-    response_model=Job,
+    response_model=DownloadJob,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": Job, "description": "With wait=true: the finished job."}},
+    responses={200: {"model": DownloadJob, "description": "With wait=true: the finished job."}},
 )
-def download_model(body: DownloadRequest, downloads: DownloadManagerDep, response: Response) -> Job:
+def download_model(
+    body: DownloadRequest, downloads: DownloadsDep, jobs: JobManagerDep, response: Response
+) -> DownloadJob:
     """Start downloading a model from the Hub (and, by default, load it): 202 with the job to watch.
 
     A second request for the same model and revision joins the running job. Before any byte is fetched the job
@@ -67,18 +67,38 @@ def download_model(body: DownloadRequest, downloads: DownloadManagerDep, respons
     job, or the job's error with its status code.
     """
     job = downloads.start(body)
-    if not body.wait:
-        return job
-    job = downloads.wait(job.id)
-    raise_for_job(job)
-    response.status_code = status.HTTP_200_OK
+    if body.wait:
+        job = jobs.outcome(job)
+        response.status_code = status.HTTP_200_OK
+    return job
+
+
+@router.post(
+    "/load",
+    operation_id="loadModel",
+    response_model=LoadJob,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": LoadJob, "description": "With wait=true: the finished job."}},
+)
+def load_model(body: LoadRequest, loads: LoadsDep, jobs: JobManagerDep, response: Response) -> LoadJob:
+    """Load a local model (``model_id`` as listed by /model/local-models, or ``model_path``): 202 with a load job.
+
+    The job's progress counts tensors as the weights load; cancelling it before the swap keeps the model loaded
+    now. A missing folder is 404 and a folder outside the allowed roots 403, at once; a second load while one
+    runs is 409. With ``"wait": true`` the request blocks and answers 200 with the finished job, or the job's
+    error with its status code (507 when the model does not fit, unless ``force``).
+    """
+    job = loads.start(body)
+    if body.wait:
+        job = jobs.outcome(job)
+        response.status_code = status.HTTP_200_OK
     return job
 
 
 @router.get("/check/{model_id:path}", operation_id="checkDownload", response_model=DownloadCheck)
 def check_download(
     model_id: str,
-    downloads: DownloadManagerDep,
+    downloads: DownloadsDep,
     access_token: Annotated[str | None, Query(description="Hub token for gated/private models.")] = None,
     revision: Annotated[str | None, Query()] = None,
     dtype: Annotated[DtypeName | None, Query()] = None,
@@ -89,7 +109,7 @@ def check_download(
 
 
 @router.delete("/local-models/{model_id:path}", operation_id="deleteLocalModel", response_model=DeleteResponse)
-def delete_local_model(model_id: str, service: ModelServiceDep, downloads: DownloadManagerDep) -> DeleteResponse:
+def delete_local_model(model_id: str, service: ModelServiceDep, downloads: DownloadsDep) -> DeleteResponse:
     """Delete a local model (models directory or Hub cache) and report the bytes freed; 409 if loaded/downloading."""
     if downloads.is_downloading(model_id):
         raise ModelBusyError(f"'{model_id}' is downloading; cancel the job before deleting it.", model_id=model_id)
@@ -105,6 +125,8 @@ def delete_local_model(model_id: str, service: ModelServiceDep, downloads: Downl
 )
 def upload_model(
     service: ModelServiceDep,
+    loads: LoadsDep,
+    jobs: JobManagerDep,
     model_path: Annotated[str | None, Query(description="A model folder on the server, or a local model id.")] = None,
     files: Annotated[
         list[UploadFile] | None,
@@ -118,13 +140,16 @@ def upload_model(
 ) -> LoadResponse | UploadResponse:
     """Load a local model folder (``model_path``), or store a model uploaded from the browser.
 
-    With ``model_path`` (the seed's form) the folder is loaded. With ``files`` the model is written under the
-    models directory (size-limited, no path may escape it) and, with ``load=true``, loaded.
+    With ``model_path`` (the seed's form) the folder is loaded, blocking until it is (a load job, as
+    ``POST /model/load`` with ``wait``). With ``files`` the model is written under the models directory
+    (size-limited, no path may escape it) and, with ``load=true``, loaded.
     """
     if model_path and files:
         raise InvalidRequestError("Send either model_path or files, not both.")
     if model_path:
-        return _loaded(service.load_local_model(model_path, dtype=dtype, device=device, force=force, from_request=True))
+        job = jobs.outcome(loads.start(LoadRequest(model_path=model_path, dtype=dtype, device=device, force=force)))
+        assert job.result is not None
+        return _loaded(job.result)
     if not files:
         raise InvalidRequestError("Pass model_path (a folder on the server) or upload the model's files.")
     path = import_model(
@@ -140,14 +165,21 @@ def upload_model(
 
 
 @router.get("/current", operation_id="getCurrentModel", response_model=CurrentModelResponse)
-def current_model(service: ModelServiceDep) -> CurrentModelResponse:
-    """The loaded model's metadata (or none), what is loading, and memory now."""
+def current_model(service: ModelServiceDep, jobs: JobManagerDep) -> CurrentModelResponse:
+    """The loaded model's metadata (or none), what it is doing (loading, generating), and memory now."""
     current = service.current
+    loading_job = jobs.find_active("load", lambda _: True) or jobs.find_active(
+        "download", lambda job: job.status == "loading"
+    )
+    generations = service.cache.in_use
     return CurrentModelResponse(
         loaded=current is not None,
         loading=service.cache.loading,
+        loading_job=loading_job,
+        generations=generations,
+        activity="loading" if loading_job or service.cache.loading else "generating" if generations else "idle",
         metadata=current.metadata if current else None,
-        memory=service.optimizer.get_memory_stats(current.metadata.device if current else None),
+        memory=service.optimizer.memory_stats(current.metadata.device if current else None),
     )
 
 

@@ -1,18 +1,119 @@
-"""Long work as jobs: the download job, its progress, and the pre-download verdict."""
+"""Long work as jobs: the fields every job has, one schema per kind, and the pre-download verdict.
+
+A job's JSON is the same by polling (``GET /jobs/{id}``) and by Server-Sent Events (``.../events``). Every kind
+shares :class:`JobBase` (id, kind, status, the kind's phases, progress with a unit, error, resumable); a kind adds
+its own request fields and ``result``. :data:`Job` is the union the API speaks, told apart by ``kind``.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter
 
 from backend.schemas.model import DeviceName, DtypeName, LoadOptions, ModelMetadata
 
+JobKindName = Literal["download", "load", "train", "merge", "export", "ingest"]
+# Every phase of every kind, then the ends. A kind lists its own phases in ``JobBase.phases``.
 JobStatus = Literal[
-    "queued", "resolving", "downloading", "verifying", "loading", "ready", "failed", "cancelled", "interrupted"
+    "queued",
+    "resolving",
+    "downloading",
+    "verifying",
+    "preparing",
+    "loading",
+    "ready",
+    "failed",
+    "cancelled",
+    "interrupted",
 ]
-ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "resolving", "downloading", "verifying", "loading"})
+FINISHED_STATUSES: frozenset[str] = frozenset({"ready", "failed", "cancelled", "interrupted"})
+ACTIVE_STATUSES: frozenset[str] = frozenset(set(JobStatus.__args__) - FINISHED_STATUSES)  # type: ignore[attr-defined]
+ProgressUnit = Literal["bytes", "tensors", "steps", "files", "documents"]
+
+
+class JobProgress(BaseModel):
+    """How far a job is: ``completed`` of ``total`` in ``unit``; the other fields where the kind has them."""
+
+    completed: int = Field(0, description="Units done so far (for downloads: bytes on disk, cached ones included).")
+    total: int | None = Field(None, description="Units in all; unknown until the job has resolved its work.")
+    unit: ProgressUnit = "bytes"
+    percent: float | None = None
+    files_done: int = 0
+    files_total: int | None = None
+    bytes_per_second: float | None = None
+    eta_seconds: float | None = None
+    stalled: bool = Field(False, description="True when no byte arrived for a while during downloading.")
+
+
+class JobError(BaseModel):
+    """Why a job failed, in the one error shape (``code``, ``message``, details such as ``status_code``)."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobBase(BaseModel):
+    """What every job has, whatever its kind."""
+
+    id: str
+    kind: JobKindName
+    title: str = Field("", description="What the job does, for a person: 'Download gpt2'.")
+    status: JobStatus
+    phases: list[str] = Field(default_factory=list, description="The kind's phases, in the order they run.")
+    progress: JobProgress = Field(default_factory=JobProgress)
+    error: JobError | None = None
+    resumable: bool = Field(False, description="True when POST /jobs/{id}/resume can run it again.")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class DownloadJob(JobBase):
+    """A model fetched from the Hub (and by default loaded)."""
+
+    kind: Literal["download"]
+    model_id: str
+    revision: str | None
+    commit: str | None = None
+    load: bool = True
+    dtype: DtypeName | None = None
+    device: DeviceName | None = None
+    force: bool = False
+    trust_remote_code: bool = False
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    path: str | None = Field(None, description="The downloaded snapshot folder, once known.")
+    result: ModelMetadata | None = Field(None, description="The loaded model, when the job loaded it.")
+
+
+class LoadJob(JobBase):
+    """A local model (a folder, a local model id or a Hub-cache repo) loaded into the model cache."""
+
+    kind: Literal["load"]
+    model_id: str = Field(description="What was asked for; the loaded model's id once resolved.")
+    model_path: str | None = None
+    dtype: DtypeName | None = None
+    device: DeviceName | None = None
+    force: bool = False
+    trust_remote_code: bool = False
+    path: str | None = Field(None, description="The model folder, once resolved.")
+    result: ModelMetadata | None = Field(None, description="The loaded model's metadata, once ready.")
+
+
+AnyJob = DownloadJob | LoadJob  # a new kind adds its schema here
+Job = Annotated[AnyJob, Field(discriminator="kind")]
+JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class DownloadJobList(BaseModel):
+    jobs: list[DownloadJob]
 
 
 class DownloadRequest(LoadOptions):
@@ -27,57 +128,30 @@ class DownloadRequest(LoadOptions):
     wait: bool = Field(False, description="Block until the job ends and return it (for scripts and curl).")
 
 
+class LoadRequest(LoadOptions):
+    """Load a local model: ``model_id`` (a local model id, as listed by /model/local-models) or ``model_path``."""
+
+    model_id: str | None = Field(None, min_length=1, max_length=300, examples=["tiny-llama", "Qwen/Qwen2.5-0.5B"])
+    model_path: str | None = Field(None, min_length=1, max_length=4096, examples=["/path/to/model"])
+    wait: bool = Field(False, description="Block until the model is loaded and return the finished job.")
+
+
 class ResumeRequest(BaseModel):
     access_token: SecretStr | None = Field(None, description="Needed again for gated/private models.")
-
-
-class JobProgress(BaseModel):
-    completed: int = Field(0, description="Bytes on disk for this download (cached and resumed bytes included).")
-    total: int | None = Field(None, description="Bytes of all files the model needs.")
-    percent: float | None = None
-    files_done: int = 0
-    files_total: int | None = None
-    bytes_per_second: float | None = None
-    eta_seconds: float | None = None
-    stalled: bool = Field(False, description="True when no byte arrived for a while during downloading.")
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class Job(BaseModel):
-    id: str
-    kind: Literal["download"] = "download"
-    model_id: str
-    revision: str | None
-    commit: str | None = None
-    status: JobStatus
-    progress: JobProgress = Field(default_factory=JobProgress)
-    load: bool = True
-    dtype: DtypeName | None = None
-    device: DeviceName | None = None
-    force: bool = False
-    trust_remote_code: bool = False
-    include: list[str] | None = None
-    exclude: list[str] | None = None
-    path: str | None = Field(None, description="The downloaded snapshot folder, once known.")
-    error: JobError | None = None
-    result: ModelMetadata | None = Field(None, description="The loaded model, when the job loaded it.")
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None = None
-
-
-class JobList(BaseModel):
-    jobs: list[Job]
 
 
 class CancelResponse(BaseModel):
     job: Job
     purged_bytes: int = Field(0, description="Bytes of partial files removed (with purge=true).")
+
+
+class DownloadCancelResponse(BaseModel):
+    job: DownloadJob
+    purged_bytes: int = Field(0, description="Bytes of partial files removed (with purge=true).")
+
+
+class ClearJobsResponse(BaseModel):
+    removed: int = Field(description="Finished jobs removed from the history.")
 
 
 class DownloadCheck(BaseModel):

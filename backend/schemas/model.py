@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.utils.mac_optimization import MemoryStats
-
 DtypeName = Literal["float32", "float16", "bfloat16"]
 DeviceName = Literal["cpu", "cuda", "mps"]
 ModelSource = Literal["hub", "local", "upload"]
@@ -54,13 +52,6 @@ class LoadResponse(BaseModel):
     status: Literal["loaded"] = "loaded"
     message: str
     metadata: ModelMetadata
-
-
-class CurrentModelResponse(BaseModel):
-    loaded: bool
-    loading: str | None = Field(None, description="The model being loaded now, if any.")
-    metadata: ModelMetadata | None
-    memory: MemoryStats
 
 
 class UnloadResponse(BaseModel):

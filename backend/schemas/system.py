@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from backend.schemas.jobs import Job
+from backend.schemas.model import ModelMetadata
+from backend.utils.mac_optimization import MemoryStats
 
 
 class HealthResponse(BaseModel):
@@ -27,3 +31,17 @@ class ConfigResponse(BaseModel):
     device: str
     dtype: str
     recommended_batch_size: int | None
+
+
+class CurrentModelResponse(BaseModel):
+    loaded: bool
+    loading: str | None = Field(None, description="The model being loaded now, if any.")
+    loading_job: Job | None = Field(
+        None, description="The job loading it (a load job, or a download in its loading phase), if any."
+    )
+    activity: Literal["idle", "loading", "generating"] = Field(
+        "idle", description="What the model cache is doing: loading a model, or generating chat replies."
+    )
+    generations: int = Field(0, description="Chat replies running or waiting on the loaded model now.")
+    metadata: ModelMetadata | None
+    memory: MemoryStats

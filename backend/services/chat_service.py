@@ -26,6 +26,7 @@ from backend.config import Settings
 from backend.errors import InvalidRequestError, ModelNotLoadedError, ServerBusyError, StudioError
 from backend.schemas.chat import ChatMessage, FinishReason, SamplingParams, Usage
 from backend.services.model_service import LoadedModel, ModelCache
+from backend.utils.libraries import import_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -375,6 +376,7 @@ class ChatService:
         generation.finished.set()
 
     def _generate(self, generation: Generation, loaded: LoadedModel) -> DoneEvent:
+        import_libraries()
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer

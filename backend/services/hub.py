@@ -51,6 +51,7 @@ from backend.errors import (
     HubUnavailableError,
     InvalidModelError,
     InvalidRequestError,
+    JobCancelled,
     ModelNotFoundError,
     RepoAccessError,
     RevisionNotFoundError,
@@ -422,8 +423,7 @@ class _Digest:
         return self.sha.hexdigest()
 
 
-class DownloadCancelled(Exception):
-    """Raised inside a transfer to stop it; partial files stay for a resume."""
+DownloadCancelled = JobCancelled  # raised inside a transfer to stop it; partial files stay for a resume
 
 
 class SilentProgress(tqdm):  # type: ignore[type-arg]  # generic only in the stubs

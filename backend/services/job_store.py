@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backend.schemas.jobs import ACTIVE_STATUSES, Job, JobError
+from backend.schemas.jobs import ACTIVE_STATUSES, JOB_ADAPTER, AnyJob, JobError
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,7 +38,7 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(SCHEMA)
 
-    def save(self, job: Job) -> None:
+    def save(self, job: AnyJob) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, kind, status, created_at, data) VALUES (?, ?, ?, ?, ?) "
@@ -42,12 +46,23 @@ class JobStore:
                 (job.id, job.kind, job.status, job.created_at.isoformat(), job.model_dump_json()),
             )
 
-    def load_all(self) -> list[Job]:
+    def load_all(self) -> list[AnyJob]:
+        """Every job recorded; a row this version cannot read (a kind from a newer version) is skipped."""
         with self._lock:
-            rows = self._db.execute("SELECT data FROM jobs ORDER BY created_at").fetchall()
-        return [Job.model_validate_json(data) for (data,) in rows]
+            rows = self._db.execute("SELECT id, data FROM jobs ORDER BY created_at").fetchall()
+        jobs = []
+        for job_id, data in rows:
+            try:
+                jobs.append(JOB_ADAPTER.validate_json(data))
+            except ValueError:
+                logger.warning("skipping job %s: its record is not one this version of Orchard reads", job_id)
+        return jobs
 
-    def mark_interrupted(self) -> list[Job]:
+    def delete(self, job_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+
+    def mark_interrupted(self) -> list[AnyJob]:
         """After a restart: every job that was running is now interrupted (and can be resumed)."""
         interrupted = []
         for job in self.load_all():

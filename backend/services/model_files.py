@@ -18,6 +18,8 @@ from typing import Any, Literal
 from huggingface_hub import get_local_safetensors_metadata
 from huggingface_hub.errors import NotASafetensorsRepoError, SafetensorsParsingError
 
+from backend.utils.libraries import import_libraries, import_lock
+
 logger = logging.getLogger(__name__)
 
 WeightFormat = Literal["safetensors", "pytorch", "gguf", "none"]
@@ -196,6 +198,7 @@ def count_parameters_from_config(config: dict[str, Any]) -> int | None:
     Returns None when transformers does not know the architecture (remote code is never run here).
     """
     try:
+        import_libraries()
         from accelerate import init_empty_weights
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -203,9 +206,11 @@ def count_parameters_from_config(config: dict[str, Any]) -> int | None:
         model_type = cfg_dict.pop("model_type", None)
         if not model_type:
             return None
-        cfg = AutoConfig.for_model(model_type, **cfg_dict)
-        with init_empty_weights():
-            model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)  # type: ignore[no-untyped-call]
+        # An architecture not seen yet imports its modeling code lazily here: hold the lock while it does.
+        with import_lock():
+            cfg = AutoConfig.for_model(model_type, **cfg_dict)
+            with init_empty_weights():
+                model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)  # type: ignore[no-untyped-call]
         return int(sum(p.numel() for p in model.parameters()))
     except Exception:  # an unknown or malformed architecture: the count is just unknown
         logger.debug("could not count parameters from config", exc_info=True)

@@ -14,6 +14,7 @@ model in place; unloading drops every reference and hands the memory back to the
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
@@ -24,7 +25,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from backend.errors import (
     InsufficientMemoryError,
     InvalidModelError,
     InvalidRequestError,
+    JobCancelled,
     ModelBusyError,
     ModelNotFoundError,
     PathNotAllowedError,
@@ -63,6 +65,8 @@ from backend.services.model_files import (
     disk_bytes,
     inspect_folder,
 )
+from backend.services.weights_progress import ProgressCallback, report_weights
+from backend.utils.libraries import import_libraries, import_lock
 from backend.utils.mac_optimization import GB, MACOptimizer, torch_dtype
 
 logger = logging.getLogger(__name__)
@@ -201,6 +205,7 @@ class ModelService:
         self.cache = cache or process_cache()
         self.hub = HubClient(self.settings)
         self.warmup_state: WarmupState = "pending" if self.settings.warmup else "off"
+        self._warmup_finished = threading.Event()  # set when a warm-up ends, done or failed
 
     # ----------------------------------------------------------------- seed API (dicts, as the seed shows)
 
@@ -554,44 +559,79 @@ class ModelService:
     def warmup(self) -> None:
         """Pay the one-time import and class set-up cost (seconds) now, so the first load is as fast as later ones.
 
-        Runs in a background thread at start-up; a load that starts meanwhile simply shares the import lock.
+        Runs in a background thread at start-up (:meth:`start_warmup`). It holds the library lock throughout, so a
+        load that starts meanwhile waits in :func:`import_libraries` instead of racing it (transformers' lazy
+        imports are not thread-safe).
         """
         self.warmup_state = "running"
         started = time.perf_counter()
         try:
-            import torch
-            from accelerate import init_empty_weights
-            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+            with import_lock():
+                import_libraries()
+                import torch
+                from accelerate import init_empty_weights
+                from transformers import AutoConfig, AutoModelForCausalLM
 
-            # Building tiny models on the meta device imports and initialises the modeling code of the common
-            # families (the lazy-module imports are most of the first load's cost).
-            for model_type in ("llama", "qwen2", "mistral", "gpt2"):
-                cfg = AutoConfig.for_model(
-                    model_type,
-                    hidden_size=64,
-                    intermediate_size=128,
-                    num_hidden_layers=1,
-                    num_attention_heads=2,
-                    num_key_value_heads=2,
-                    vocab_size=128,
-                    n_embd=64,
-                    n_layer=1,
-                    n_head=2,
-                )
-                with init_empty_weights():
-                    AutoModelForCausalLM.from_config(cfg)  # type: ignore[no-untyped-call]
-            torch.zeros(1)
+                # Building tiny models on the meta device imports and initialises the modeling code of the common
+                # families (the lazy-module imports are most of the first load's cost). Token ids inside the tiny
+                # vocabulary: GPT-2's default 50256 would make transformers warn about the config.
+                for model_type in ("llama", "qwen2", "mistral", "gpt2"):
+                    cfg = AutoConfig.for_model(
+                        model_type,
+                        hidden_size=64,
+                        intermediate_size=128,
+                        num_hidden_layers=1,
+                        num_attention_heads=2,
+                        num_key_value_heads=2,
+                        vocab_size=128,
+                        n_embd=64,
+                        n_layer=1,
+                        n_head=2,
+                        bos_token_id=1,
+                        eos_token_id=2,
+                        pad_token_id=0,
+                    )
+                    with init_empty_weights():
+                        AutoModelForCausalLM.from_config(cfg)  # type: ignore[no-untyped-call]
+                torch.zeros(1)
             # The libraries just imported leave ~10^6 long-lived objects that every full collection scans (about
             # 0.25 s holding the GIL, which stalls the event loop on each unload). Freezing them moves them out
             # of the collector's way; only done while no model is held, so a model's cycles stay collectable.
             gc.collect()
             if self.cache.current is None and self.cache.loading is None:
                 gc.freeze()
+                # Unfrozen at exit, so the interpreter's last collection still frees them: native extensions
+                # that count their objects at exit (triton's nanobind) would otherwise print leak reports.
+                atexit.register(gc.unfreeze)
             self.warmup_state = "done"
             logger.info("warm-up done in %.2fs", time.perf_counter() - started)
         except Exception:
             self.warmup_state = "failed"
             logger.exception("warm-up failed; the first load will pay the import cost")
+        finally:
+            self._warmup_finished.set()
+
+    def start_warmup(self) -> threading.Thread | None:
+        """Start :meth:`warmup` in a daemon thread (when the settings ask for it) and return the thread.
+
+        The state is ``running`` before this returns, so a request that arrives at once already sees it.
+        """
+        if not self.settings.warmup or self.warmup_state != "pending":
+            return None
+        self.warmup_state = "running"
+        thread = threading.Thread(target=self.warmup, name="orchard-warmup", daemon=True)
+        thread.start()
+        return thread
+
+    def wait_for_warmup(self, timeout: float | None = None) -> bool:
+        """Block while a warm-up is running (at most ``timeout`` seconds); return at once when none is.
+
+        A load calls it before importing, so it neither races the warm-up nor competes with it for the CPU.
+        Returns False when the warm-up is still running after ``timeout``.
+        """
+        if self.warmup_state == "running":
+            return self._warmup_finished.wait(timeout)
+        return True
 
     # ----------------------------------------------------------------- internals
 
@@ -658,7 +698,16 @@ class ModelService:
         device: str,
         force: bool,
         trust_remote_code: bool,
+        on_progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> LoadedModel:
+        """Load the model in ``path`` and swap it into the cache; the old model stays if anything fails.
+
+        Args:
+            on_progress: Called with ``(tensors loaded, tensors in all)`` as transformers loads the weights.
+            cancelled: Checked with every tensor and before the swap; when it turns true the load stops with
+                :class:`JobCancelled`, the new weights are dropped and the previous model stays loaded.
+        """
         # One slot for the whole load: a delete of these files cannot run between reading and loading them.
         with self.cache.loading_slot(model_id):
             if not path.is_dir():
@@ -685,7 +734,12 @@ class ModelService:
                 self.check_fits(model_id, files.num_parameters, dtype, device, force)
 
             started = time.perf_counter()
-            model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
+            with report_weights(on_progress, cancelled):
+                model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
+            if cancelled is not None and cancelled():
+                del model, tokenizer
+                release_memory()
+                raise JobCancelled()
             metadata = self._extract_metadata(
                 model,
                 tokenizer,
@@ -708,6 +762,7 @@ class ModelService:
     def _from_pretrained(
         self, files: ModelFiles, model_id: str, dtype: str, device: str, allow_code: bool
     ) -> tuple[Any, Any]:
+        import_libraries()
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -746,11 +801,16 @@ class ModelService:
         for child in sorted(root.iterdir()):
             if not child.is_dir() or child.name.startswith("."):
                 continue
-            if (child / "config.json").exists() or not any(p.is_dir() for p in child.iterdir()):
-                yield child.name, inspect_folder(child), None
-            else:  # organisation/name layout
-                for sub in sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                    yield f"{child.name}/{sub.name}", inspect_folder(sub), None
+            try:
+                if (child / "config.json").exists() or not any(p.is_dir() for p in child.iterdir()):
+                    found = [(child.name, inspect_folder(child))]
+                else:  # organisation/name layout
+                    subs = sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith("."))
+                    found = [(f"{child.name}/{sub.name}", inspect_folder(sub)) for sub in subs]
+            except FileNotFoundError:  # deleted while the listing read it: it is simply gone
+                continue
+            for model_id, files in found:
+                yield model_id, files, None
 
     def _hub_cache_folders(self) -> Iterator[tuple[str, ModelFiles, str | None]]:
         try:

@@ -61,7 +61,12 @@ class AcceleratorProbe(Protocol):
 
 
 class TorchProbe:
-    """The real probe: torch for MPS/CUDA, psutil for system RAM. torch is imported only when asked."""
+    """The real probe: torch for MPS/CUDA, psutil for system RAM. torch is imported only when asked.
+
+    It imports plain ``torch`` rather than calling :func:`~backend.utils.libraries.import_libraries`: the probe
+    answers ``/model/health`` on the event loop, which must not wait seconds for a warm-up to release the library
+    lock, and torch (not a lazy module like transformers) is safe to import from several threads.
+    """
 
     def mps_available(self) -> bool:
         import torch
@@ -219,8 +224,17 @@ class MACOptimizer:
         return "bfloat16" if self.probe.bf16_supported(device) else "float16"
 
     @_hybridmethod
-    def get_memory_stats(self, device: str | None = None) -> MemoryStats:
-        """System RAM, this process's resident memory, and the accelerator's own figures."""
+    def get_memory_stats(self, device: str | None = None) -> dict[str, Any]:
+        """System RAM, this process's resident memory, and the accelerator's own figures, as a plain dict.
+
+        The seed's call: ``memory = MACOptimizer.get_memory_stats(); memory["system_available_gb"]``. The keys are
+        the fields of :class:`MemoryStats`; :meth:`memory_stats` returns the typed model.
+        """
+        return self.memory_stats(device).model_dump()
+
+    @_hybridmethod
+    def memory_stats(self, device: str | None = None) -> MemoryStats:
+        """System RAM, this process's resident memory, and the accelerator's own figures (GB)."""
         device = device or self.get_device()
         total, available = self.probe.system_memory()
         accel = self.probe.accelerator_memory(device) if device != "cpu" else None
@@ -284,7 +298,7 @@ class MACOptimizer:
             layers = num_layers or max(1, round(max(model_params, 1.0) / (12 * hidden * hidden)))
         else:
             hidden, layers = hidden_size, num_layers
-        free_gb = self.get_memory_stats().device_available_gb - self.safety_margin_gb
+        free_gb = self.memory_stats().device_available_gb - self.safety_margin_gb
         free_gb -= self.estimate_model_memory(model_params, dtype)
         per_sequence = seq_len * hidden * layers * 17 * per_value
         fits = int(max(free_gb, 0) * GB // per_sequence) if per_sequence else 1
@@ -295,7 +309,7 @@ class MACOptimizer:
 
     def memory_available_gb(self, device: str | None = None) -> float:
         """What a new model may use on ``device``: the device's free memory less the safety margin."""
-        return round(self.get_memory_stats(device).device_available_gb - self.safety_margin_gb, 3)
+        return round(self.memory_stats(device).device_available_gb - self.safety_margin_gb, 3)
 
 
 @functools.lru_cache(maxsize=1)

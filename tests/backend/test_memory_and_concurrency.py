@@ -112,11 +112,14 @@ def test_a_second_load_during_a_load_is_409(client: TestClient, local_models: Pa
         response = client.post("/model/upload", params={"model_path": "tiny-llama"})
         assert client.get("/model/current").json()["loading"] == "something-big"
     assert response.status_code == 409
-    assert response.json()["error"] == {
+    error = response.json()["error"]
+    assert error == {
         "code": "model_busy",
         "message": "'something-big' is loading now; wait for it to finish, then retry.",
         "loading": "something-big",
+        "job_id": error["job_id"],  # the seed's call runs a load job; its record says the same
     }
+    assert client.get(f"/jobs/{error['job_id']}").json()["status"] == "failed"
     assert client.post("/model/upload", params={"model_path": "tiny-llama"}).status_code == 200
 
 

@@ -12,7 +12,7 @@ from backend.api.model_loader import get_cached_model
 from backend.config import Settings
 from backend.errors import InvalidModelError, ModelNotFoundError, UnsafeModelError
 from backend.services.model_service import ModelService
-from backend.utils.mac_optimization import GB, MACOptimizer
+from backend.utils.mac_optimization import GB, MACOptimizer, MemoryStats
 from tests.factories import break_config, count_params
 from tests.fakes import FakeProbe
 
@@ -42,14 +42,24 @@ class TestMACOptimizer:
         stats = MACOptimizer(
             FakeProbe(cuda=True, accelerator_total=24 * GB, accelerator_free=20 * GB)
         ).get_memory_stats()
-        assert stats.device == "cuda"
-        assert stats.accelerator is not None and stats.accelerator.total_gb == 24.0
-        assert stats.device_available_gb == 20.0
+        assert type(stats) is dict  # the seed's call returns a plain dict
+        assert stats["device"] == "cuda"
+        assert stats["accelerator"] is not None and stats["accelerator"]["total_gb"] == 24.0
+        assert stats["device_available_gb"] == 20.0
         mps = MACOptimizer(FakeProbe(mps=True, accelerator_free=30 * GB, system_available=12 * GB)).get_memory_stats()
-        assert mps.device_available_gb == 12.0  # unified memory: bounded by what the system has free
-        assert mps.accelerator is not None and mps.accelerator.driver_allocated_gb is not None
+        assert mps["device_available_gb"] == 12.0  # unified memory: bounded by what the system has free
+        assert mps["accelerator"] is not None and mps["accelerator"]["driver_allocated_gb"] is not None
         cpu = MACOptimizer(FakeProbe(system_available=10 * GB)).get_memory_stats()
-        assert cpu.accelerator is None and cpu.device_available_gb == 10.0 and cpu.process_rss_gb > 0
+        assert cpu["accelerator"] is None and cpu["device_available_gb"] == 10.0 and cpu["process_rss_gb"] > 0
+
+    def test_memory_stats_is_the_typed_model_of_the_same_figures(self) -> None:
+        optimizer = MACOptimizer(FakeProbe(cuda=True, accelerator_total=24 * GB, accelerator_free=20 * GB))
+        typed = optimizer.memory_stats()
+        assert isinstance(typed, MemoryStats)
+        assert typed.accelerator is not None and typed.accelerator.total_gb == 24.0
+        plain = optimizer.get_memory_stats()
+        assert plain.keys() == typed.model_dump().keys()
+        assert {k: v for k, v in plain.items() if k != "process_rss_gb"} == typed.model_dump(exclude={"process_rss_gb"})
 
     def test_estimate_model_memory_by_dtype(self) -> None:
         opt = MACOptimizer(FakeProbe())
@@ -275,8 +285,9 @@ class TestPerformance:
 
     def test_memory_stats_are_real(self) -> None:
         stats = MACOptimizer.get_memory_stats()
-        assert 0 < stats.system_available_gb <= stats.system_total_gb
-        assert 0 < stats.process_rss_gb < stats.system_total_gb
+        assert isinstance(stats, dict)
+        assert 0 < stats["system_available_gb"] <= stats["system_total_gb"]
+        assert 0 < stats["process_rss_gb"] < stats["system_total_gb"]
 
     def test_batch_size_for_a_real_model(self, settings: Settings, local_models: Path) -> None:
         _, _, meta = ModelService(settings).load_local("tiny-llama")

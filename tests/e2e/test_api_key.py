@@ -15,7 +15,7 @@ from tests.e2e.support import BrowserErrors, Orchard
 KEY = "orchard-e2e-key-3b9d71f0"
 # What the Models page and the app shell ask for before the key is known: each is refused with a 401 (which
 # Chromium logs as a console error) while there is no key, and again after the wrong one.
-REFUSED_PATHS = ("/model/current", "/model/local-models", "/model/jobs", "/config")
+REFUSED_PATHS = ("/model/current", "/model/local-models", "/jobs", "/config")
 
 
 def _api_requests(page: Page) -> list[Request]:
@@ -66,7 +66,8 @@ def test_the_app_asks_for_the_key_then_sends_it_everywhere(
     expect(local.get_by_text("tiny-llama", exact=True)).to_be_visible()
     _assert_key_not_shown(page)
 
-    # A mutation, with the header: load tiny-llama from the list; the app shell follows the backend.
+    # A mutation, with the header: load tiny-llama from the list (a load job, followed by polling since
+    # EventSource cannot send the key); the app shell follows the backend.
     already = len(requests)
     local.get_by_role("button", name="Load tiny-llama", exact=True).click()
     expect(page.get_by_role("link", name=re.compile(r"^Current model: tiny-llama · "))).to_be_visible(timeout=30_000)
@@ -74,7 +75,7 @@ def test_the_app_asks_for_the_key_then_sends_it_everywhere(
         orchard.url + "/model/current", headers={"Authorization": f"Bearer {KEY}"}, timeout=10, trust_env=False
     ).json()
     assert current["metadata"]["model_id"] == "tiny-llama"
-    loads = [r for r in requests[already:] if r.method == "POST" and r.url.startswith(orchard.url + "/model/upload")]
+    loads = [r for r in requests[already:] if r.method == "POST" and r.url.startswith(orchard.url + "/model/load")]
     assert loads and all(r.headers.get("authorization") == f"Bearer {KEY}" for r in loads)
     after_save = [r for r in requests[already:] if r.url.startswith(orchard.url)]
     assert after_save and all(r.headers.get("authorization") == f"Bearer {KEY}" for r in after_save)

@@ -60,18 +60,48 @@ def _serve_small_llama(orchard: Orchard, small_llama: Path, bytes_per_s: int) ->
     return (small_llama / "model.safetensors").stat().st_size
 
 
+# Records every progress bar with this label as the page draws it: where it was (the card's title) and its value.
+_WATCH_BARS = """(label) => {
+  window.__bars = [];
+  const record = () => {
+    for (const bar of document.querySelectorAll('[role="progressbar"]')) {
+      if (bar.getAttribute("aria-label") !== label) continue;
+      const card = bar.closest("section")?.querySelector("h2")?.textContent ?? null;
+      window.__bars.push({ card, value: bar.getAttribute("aria-valuenow") });
+    }
+  };
+  new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true });
+}"""
+
+
+def _loaded_notice(orchard: Orchard) -> str:
+    """What Local models says once a load job is ready, from the API's own account of the model."""
+    meta = orchard.get("/model/current").json()["metadata"]
+    return f"Loaded on {meta['device']} as {meta['dtype']} in "
+
+
 def test_load_a_local_model_see_it_as_current_then_unload_it(page: Page, orchard: Orchard) -> None:
     page.goto("/models")
     main = _main(page)
     expect(main.get_by_role("heading", name="Models", level=1)).to_be_visible()
-    expect(main.get_by_role("heading", name="Local models")).to_be_visible()
+    local = main.get_by_role("region", name="Local models")
+    expect(local).to_be_visible()
     expect(main.get_by_text("tiny-gpt2", exact=True)).to_be_visible()
     expect(main.get_by_text("tiny-llama", exact=True)).to_be_visible()
 
-    main.get_by_role("button", name="Load tiny-llama", exact=True).click()
+    # Load starts a load job (POST /model/load), which the page follows until the model is loaded.
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url == orchard.url + "/model/load") as posted:
+        local.get_by_role("button", name="Load tiny-llama", exact=True).click()
+    assert posted.value.status == 202
+    assert posted.value.request.post_data_json == {"model_id": "tiny-llama"}
+    job = posted.value.json()
+    assert (job["kind"], job["model_id"]) == ("load", "tiny-llama")
     # The app shell's status link follows the backend: it names the model once the load has finished.
     expect(page.get_by_role("link", name=re.compile(r"^Current model: tiny-llama · "))).to_be_visible(timeout=30_000)
+    assert orchard.get(f"/jobs/{job['id']}").json()["status"] == "ready"
     assert orchard.get("/model/current").json()["metadata"]["model_id"] == "tiny-llama"
+    expect(local.get_by_role("status")).to_contain_text(_loaded_notice(orchard))
+    expect(local.get_by_role("button", name="Load tiny-llama", exact=True)).to_be_disabled()  # it is loaded
 
     _nav(page, "Current model")
     expect(main.get_by_text("tiny-llama", exact=True)).to_be_visible()
@@ -82,6 +112,56 @@ def test_load_a_local_model_see_it_as_current_then_unload_it(page: Page, orchard
     expect(main.get_by_text("No model loaded")).to_be_visible()
     expect(page.get_by_role("link", name="Current model: No model loaded")).to_be_visible()
     assert orchard.get("/model/current").json()["loaded"] is False
+
+
+def test_a_load_shows_its_progress_is_listed_as_a_job_and_clear_finished_empties_the_list(
+    page: Page, orchard: Orchard
+) -> None:
+    model = "tiny-gpt2"
+    label = f"Load progress for {model}"
+    page.goto("/models")
+    main = _main(page)
+    local = main.get_by_role("region", name="Local models")
+    expect(local.get_by_role("button", name=f"Load {model}", exact=True)).to_be_enabled()
+    expect(main.get_by_role("region", name="Jobs")).to_have_count(0)  # no job yet
+    page.evaluate(_WATCH_BARS, label)
+
+    local.get_by_role("button", name=f"Load {model}", exact=True).click()
+
+    # The Jobs card lists the load; its bar reaches the end and it says where the model went.
+    jobs = main.get_by_role("region", name="Jobs")
+    card = jobs.get_by_role("article", name=f"Load {model}")
+    expect(card).to_be_visible()
+    bar = card.get_by_role("progressbar", name=label)
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=30_000)
+    expect(card.get_by_text("Ready", exact=True)).to_be_visible()
+    job = orchard.get("/jobs").json()["jobs"][0]
+    assert (job["kind"], job["title"], job["status"]) == ("load", f"Load {model}", "ready")
+    progress = job["progress"]
+    assert progress["unit"] == "tensors" and 0 < progress["completed"] == progress["total"]
+    meta = job["result"]
+    expect(card).to_contain_text(f"Loaded on {meta['device']} as {meta['dtype']}.")
+    expect(card).to_contain_text(f"{progress['total']:,} of {progress['total']:,} tensors")
+    expect(card.get_by_role("button")).to_have_count(0)  # neither Cancel nor Resume once ready
+
+    # Under the model itself, the bar showed while the load ran (with its Cancel), then gave way to the notice.
+    seen = page.evaluate("window.__bars")
+    assert any(entry["card"] == "Local models" for entry in seen), seen
+    for where in ("Local models", "Jobs"):  # each bar only went forwards
+        values = [int(entry["value"]) for entry in seen if entry["card"] == where and entry["value"] is not None]
+        assert values == sorted(values), (where, values)
+    expect(local.get_by_role("status")).to_contain_text(_loaded_notice(orchard))
+    expect(local.get_by_role("progressbar")).to_have_count(0)
+    expect(local.get_by_role("button", name=f"Load {model}", exact=True)).to_be_disabled()
+    expect(page.get_by_role("link", name=re.compile(rf"^Current model: {model} · "))).to_be_visible()
+
+    # Clear finished empties the history, on the server too, so a reload shows no job.
+    jobs.get_by_role("button", name="Clear finished", exact=True).click()
+    expect(main.get_by_role("region", name="Jobs")).to_have_count(0)
+    assert orchard.get("/jobs").json()["jobs"] == []
+    page.reload()
+    expect(local.get_by_role("button", name=f"Load {model}", exact=True)).to_be_disabled()  # still loaded
+    expect(main.get_by_role("region", name="Jobs")).to_have_count(0)
 
 
 def test_download_shows_live_progress_until_ready_and_loads_the_model(

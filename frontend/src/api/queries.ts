@@ -8,11 +8,15 @@ import {
   listLocalModelsQueryKey,
   modelHealthQueryKey,
 } from "./generated/@tanstack/react-query.gen";
+import type { DownloadJob, LoadJob } from "./generated/types.gen";
 
 export * from "./generated/@tanstack/react-query.gen";
 export type * from "./generated/types.gen";
 
-/** After a load, unload, upload, delete or a finished download: everything that shows models or memory. */
+/** A job of any kind, as the jobs API answers it (`GET /jobs`, `/jobs/{id}`, its events); `kind` tells them apart. */
+export type Job = DownloadJob | LoadJob;
+
+/** After a load, unload, upload, delete or a finished job: everything that shows models or memory. */
 export function invalidateModels(queryClient: QueryClient): Promise<unknown> {
   return Promise.all(
     [getCurrentModelQueryKey(), listLocalModelsQueryKey(), modelHealthQueryKey(), getConfigQueryKey(), listJobsQueryKey()].map(

@@ -78,11 +78,11 @@ describe("API key prompt", () => {
     expect(localStorage.getItem(API_KEY_STORAGE)).toBe(KEY);
     // The next page's requests carry it too.
     api.route("GET /model/local-models", keyed(make.localModels([make.localModel()])));
-    api.route("GET /model/jobs", keyed({ jobs: [] }));
+    api.route("GET /jobs", keyed({ jobs: [] }));
     await user.click(screen.getByRole("link", { name: "Models" }));
     const region = await screen.findByRole("region", { name: "Local models" });
     expect(await within(region).findByText("tiny-gpt2")).toBeInTheDocument();
-    for (const key of ["GET /model/local-models", "GET /model/jobs"]) {
+    for (const key of ["GET /model/local-models", "GET /jobs"]) {
       expect(api.calls(key).length).toBeGreaterThan(0);
       for (const call of api.calls(key)) expect(call.request.headers.get("Authorization")).toBe(`Bearer ${KEY}`);
     }
@@ -179,7 +179,7 @@ describe("the key outside the generated client", () => {
     setApiKey(KEY);
     const eventSource = vi.fn();
     vi.stubGlobal("EventSource", eventSource);
-    const api = mockApi({ "GET /model/jobs/job-1": make.job() });
+    const api = mockApi({ "GET /jobs/job-1": make.job() });
     function Progress() {
       const { data } = useJobEvents("job-1");
       return <p>{data?.status ?? "…"}</p>;
@@ -191,8 +191,8 @@ describe("the key outside the generated client", () => {
     );
 
     expect(await screen.findByText("downloading")).toBeInTheDocument();
-    await waitFor(() => expect(api.calls("GET /model/jobs/job-1").length).toBeGreaterThan(1), { timeout: 3000 });
+    await waitFor(() => expect(api.calls("GET /jobs/job-1").length).toBeGreaterThan(1), { timeout: 3000 });
     expect(eventSource).not.toHaveBeenCalled();
-    expect(api.calls("GET /model/jobs/job-1")[0].request.headers.get("Authorization")).toBe(`Bearer ${KEY}`);
+    expect(api.calls("GET /jobs/job-1")[0].request.headers.get("Authorization")).toBe(`Bearer ${KEY}`);
   });
 });

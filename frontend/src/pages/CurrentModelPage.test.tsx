@@ -1,4 +1,4 @@
-import { screen } from "@testing-library/react";
+import { screen, waitFor } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import { apiError, mockApi, renderWithProviders } from "../test/api";
 import * as make from "../test/factories";
@@ -50,6 +50,58 @@ describe("CurrentModelPage", () => {
     const model = await screen.findByText("org/big");
     expect(model.closest("[role=status]")).toHaveTextContent("Loading org/big… this page updates when it is ready.");
     expect(screen.queryByText("No model loaded")).not.toBeInTheDocument();
+  });
+
+  it("shows what is loading with the load job's progress, followed live, until the model is current", async () => {
+    const loading = make.loadJob({ model_id: "org/big" });
+    const api = mockApi({
+      "GET /model/current": make.current({ activity: "loading", loading: "org/big", loading_job: loading }),
+      // The job's own endpoint is ahead of the snapshot in /model/current.
+      "GET /jobs/load-1": make.loadJob({ model_id: "org/big", progress: { completed: 200, total: 290, percent: 68.97, unit: "tensors" } }),
+    });
+    renderWithProviders(<CurrentModelPage />);
+
+    const bar = await screen.findByRole("progressbar", { name: "Load progress for org/big" });
+    await waitFor(() => expect(bar).toHaveAttribute("aria-valuenow", "69"));
+    expect(screen.getByText("200 of 290 tensors")).toBeInTheDocument();
+    expect(screen.getByText(/Loading the weights into memory/)).toBeInTheDocument();
+    expect(screen.getByRole("button", { name: "Cancel load of org/big" })).toBeInTheDocument();
+    expect(screen.getByText("org/big").closest("[role=status]")).toHaveTextContent("Loading org/big…");
+
+    // It ends: the page reads the current model again and shows it.
+    api.route("GET /jobs/load-1", make.loadJob({ model_id: "org/big", status: "ready", result: make.metadata({ model_id: "org/big" }) }));
+    api.route("GET /model/current", make.current({ loaded: true, metadata: make.metadata({ model_id: "org/big" }) }));
+    expect(await screen.findByRole("heading", { name: "org/big" }, { timeout: 3000 })).toBeInTheDocument();
+    expect(screen.queryByRole("progressbar", { name: "Load progress for org/big" })).not.toBeInTheDocument();
+    expect(screen.queryByText(/this page updates when it is ready/)).not.toBeInTheDocument();
+  });
+
+  it("shows a download's loading phase with the download's own bar", async () => {
+    const downloading = make.job({ status: "loading", progress: { completed: 1e9, total: 1e9, percent: 100, unit: "bytes" } });
+    mockApi({
+      "GET /model/current": make.current({ activity: "loading", loading: "org/tiny", loading_job: downloading }),
+      "GET /jobs/job-1": downloading,
+    });
+    renderWithProviders(<CurrentModelPage />);
+
+    expect(await screen.findByRole("progressbar", { name: "Download progress for org/tiny" })).toBeInTheDocument();
+    expect(screen.getByText(/Loading the model into memory/)).toBeInTheDocument();
+    expect(screen.getByRole("button", { name: "Cancel download of org/tiny" })).toBeInTheDocument();
+  });
+
+  it("says when chat replies are being generated, and follows them closely", async () => {
+    const api = mockApi({
+      "GET /model/current": make.current({ loaded: true, metadata: make.metadata(), activity: "generating", generations: 2 }),
+    });
+    renderWithProviders(<CurrentModelPage />);
+
+    expect(await screen.findByText("Generating: 2 chat replies running")).toBeInTheDocument();
+    expect(screen.getByRole("heading", { name: "tiny-gpt2" })).toBeInTheDocument();
+    // Polled every second while it generates (every five when idle): the count changes as replies finish.
+    api.route("GET /model/current", make.current({ loaded: true, metadata: make.metadata(), activity: "generating", generations: 1 }));
+    expect(await screen.findByText("Generating: 1 chat reply running", {}, { timeout: 3000 })).toBeInTheDocument();
+    api.route("GET /model/current", make.current({ loaded: true, metadata: make.metadata() }));
+    await waitFor(() => expect(screen.queryByText(/^Generating/)).not.toBeInTheDocument(), { timeout: 3000 });
   });
 
   it("shows the API's error", async () => {

@@ -1,8 +1,15 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link } from "react-router";
-import { getCurrentModelOptions, invalidateModels, unloadModelMutation, type ModelMetadata } from "../api/queries";
+import {
+  getCurrentModelOptions,
+  invalidateModels,
+  unloadModelMutation,
+  type CurrentModelResponse,
+  type ModelMetadata,
+} from "../api/queries";
 import { MemoryGauge } from "../components/MemoryGauge";
+import { LiveJobProgress } from "../components/models/JobCard";
 import { Badge, Button, Card, EmptyState, ErrorMessage, Facts, Loading, Notice, PageHeader, Spinner } from "../components/ui";
 import { formatDate, formatDuration, formatGb, formatParams } from "../format";
 
@@ -38,11 +45,52 @@ function ModelFacts({ model }: { model: ModelMetadata }) {
   );
 }
 
+function isLoading(data: CurrentModelResponse | undefined): boolean {
+  return Boolean(data && (data.activity === "loading" || data.loading));
+}
+
+/** While a model loads: which one, and the load's progress bar (the job, followed live) with its Cancel. */
+function LoadingNow({ data }: { data: CurrentModelResponse }) {
+  const job = data.loading_job ?? null;
+  const name = data.loading ?? job?.model_id ?? null;
+  return (
+    <div className="space-y-3 rounded-xl border border-amber-200 bg-amber-50 px-5 py-4 text-sm text-amber-900 dark:border-amber-900/60 dark:bg-amber-950/30 dark:text-amber-200">
+      <div role="status" className="flex items-center gap-3">
+        <Spinner />
+        <p>
+          {name ? (
+            <>
+              Loading <span className="font-medium break-all">{name}</span>…
+            </>
+          ) : (
+            "Loading a model…"
+          )}{" "}
+          this page updates when it is ready.
+        </p>
+      </div>
+      {job && <LiveJobProgress job={job} />}
+    </div>
+  );
+}
+
+/** "Generating: 2 chat replies running" while the model answers (or has replies waiting on it). */
+function Generating({ count }: { count: number }) {
+  return (
+    <span role="status" className="flex items-center">
+      <Badge tone="info">
+        Generating{count > 0 ? `: ${count} chat ${count === 1 ? "reply" : "replies"} running` : ""}
+      </Badge>
+    </span>
+  );
+}
+
 export function CurrentModelPage() {
   const queryClient = useQueryClient();
   const current = useQuery({
     ...getCurrentModelOptions(),
-    refetchInterval: (query) => (query.state.data?.loading ? 1_000 : 5_000),
+    // Faster while something happens that this page shows: a load, or replies being generated.
+    refetchInterval: (query) =>
+      isLoading(query.state.data) || query.state.data?.activity === "generating" ? 1_000 : 5_000,
   });
   const [notice, setNotice] = useState<string | null>(null);
   const unload = useMutation({
@@ -71,31 +119,23 @@ export function CurrentModelPage() {
           <ErrorMessage error={current.error} title="Could not read the current model" />
         ) : (
           <>
-            {current.data.loading && (
-              <div
-                role="status"
-                className="flex items-center gap-3 rounded-xl border border-amber-200 bg-amber-50 px-5 py-4 text-sm text-amber-900 dark:border-amber-900/60 dark:bg-amber-950/30 dark:text-amber-200"
-              >
-                <Spinner />
-                <p>
-                  Loading <span className="font-medium break-all">{current.data.loading}</span>… this page updates when it
-                  is ready.
-                </p>
-              </div>
-            )}
+            {isLoading(current.data) && <LoadingNow data={current.data} />}
             {current.data.metadata ? (
               <Card
                 title={<span className="break-all">{current.data.metadata.model_id}</span>}
                 actions={
-                  <Button variant="danger" onClick={() => unload.mutate({})} busy={unload.isPending}>
-                    Unload
-                  </Button>
+                  <>
+                    {current.data.activity === "generating" && <Generating count={current.data.generations ?? 0} />}
+                    <Button variant="danger" onClick={() => unload.mutate({})} busy={unload.isPending}>
+                      Unload
+                    </Button>
+                  </>
                 }
               >
                 <ModelFacts model={current.data.metadata} />
               </Card>
             ) : (
-              !current.data.loading && (
+              !isLoading(current.data) && (
                 <EmptyState title="No model loaded">
                   <Link to="/models" className="text-brand-700 underline dark:text-brand-500">
                     Load or download one on the Models page

@@ -1,4 +1,4 @@
-import { DownloadJobs } from "../components/models/DownloadJobs";
+import { JobList } from "../components/models/Jobs";
 import { LocalModels } from "../components/models/LocalModels";
 import { ModelLookup } from "../components/models/ModelLookup";
 import { UploadModel } from "../components/models/UploadModel";
@@ -10,7 +10,7 @@ export function ModelsPage() {
       <PageHeader title="Models" description="Find a model on the Hub, download it, and manage the models on this machine." />
       <div className="space-y-6">
         <ModelLookup />
-        <DownloadJobs />
+        <JobList />
         <LocalModels />
         <UploadModel />
       </div>

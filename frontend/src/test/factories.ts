@@ -2,7 +2,8 @@
 import type {
   CurrentModelResponse,
   DownloadCheck,
-  Job,
+  DownloadJob,
+  LoadJob,
   LocalModel,
   LocalModelsResponse,
   MemoryStats,
@@ -46,7 +47,16 @@ export function metadata(overrides: Partial<ModelMetadata> = {}): ModelMetadata 
 }
 
 export function current(overrides: Partial<CurrentModelResponse> = {}): CurrentModelResponse {
-  return { loaded: false, loading: null, memory: memory(), metadata: null, ...overrides };
+  return {
+    activity: "idle",
+    generations: 0,
+    loaded: false,
+    loading: null,
+    loading_job: null,
+    memory: memory(),
+    metadata: null,
+    ...overrides,
+  };
 }
 
 export function localModel(overrides: Partial<LocalModel> = {}): LocalModel {
@@ -71,17 +81,21 @@ export function localModels(models: LocalModel[]): LocalModelsResponse {
   return { models, models_dir: "/home/me/.orchard/models", hf_cache_dir: "/home/me/.cache/huggingface/hub" };
 }
 
-export function job(overrides: Partial<Job> = {}): Job {
+/** A download job, downloading (42% of 1 GB). */
+export function job(overrides: Partial<DownloadJob> = {}): DownloadJob & { kind: "download" } {
+  const modelId = overrides.model_id ?? "org/tiny";
   return {
     id: "job-1",
-    kind: "download",
-    model_id: "org/tiny",
+    title: `Download ${modelId}`,
+    model_id: modelId,
     revision: null,
     status: "downloading",
+    phases: ["queued", "resolving", "downloading", "verifying", "loading"],
     load: true,
     progress: {
       completed: 420_000_000,
       total: 1_000_000_000,
+      unit: "bytes",
       percent: 42,
       files_done: 2,
       files_total: 5,
@@ -89,9 +103,31 @@ export function job(overrides: Partial<Job> = {}): Job {
       eta_seconds: 46,
       stalled: false,
     },
+    resumable: false,
     created_at: "2025-01-02T10:00:00Z",
     updated_at: "2025-01-02T10:00:30Z",
     ...overrides,
+    kind: "download",
+  };
+}
+
+/** A load job, loading tiny-gpt2's weights (120 of 290 tensors). */
+export function loadJob(overrides: Partial<LoadJob> = {}): LoadJob & { kind: "load" } {
+  const modelId = overrides.model_id ?? "tiny-gpt2";
+  return {
+    id: "load-1",
+    title: `Load ${modelId}`,
+    model_id: modelId,
+    model_path: null,
+    path: `/home/me/.orchard/models/${modelId}`,
+    status: "loading",
+    phases: ["queued", "preparing", "loading"],
+    progress: { completed: 120, total: 290, unit: "tensors", percent: 41.38, files_done: 0, stalled: false },
+    resumable: false,
+    created_at: "2025-01-02T10:00:00Z",
+    updated_at: "2025-01-02T10:00:02Z",
+    ...overrides,
+    kind: "load",
   };
 }
 

@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, HealthData, HealthErrors, HealthResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, HealthData, HealthErrors, HealthResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -50,6 +50,54 @@ export const getConfig = <ThrowOnError extends boolean = false>(options?: Option
 export const health = <ThrowOnError extends boolean = false>(options?: Options<HealthData, ThrowOnError>) => (options?.client ?? client).get<HealthResponses, HealthErrors, ThrowOnError>({ url: '/health', ...options });
 
 /**
+ * Clear Jobs
+ *
+ * Remove finished jobs (ready, failed, cancelled, interrupted) from the history; running ones stay.
+ */
+export const clearJobs = <ThrowOnError extends boolean = false>(options?: Options<ClearJobsData, ThrowOnError>) => (options?.client ?? client).delete<ClearJobsResponses, ClearJobsErrors, ThrowOnError>({ url: '/jobs', ...options });
+
+/**
+ * List Jobs
+ *
+ * Jobs of every kind, newest first: running, finished, and interrupted by a restart.
+ */
+export const listJobs = <ThrowOnError extends boolean = false>(options?: Options<ListJobsData, ThrowOnError>) => (options?.client ?? client).get<ListJobsResponses, ListJobsErrors, ThrowOnError>({ url: '/jobs', ...options });
+
+/**
+ * Cancel Job
+ *
+ * Stop a job (a download within about two seconds, a load within a tensor); with ``purge``, drop its partial
+ * files too.
+ */
+export const cancelJob = <ThrowOnError extends boolean = false>(options: Options<CancelJobData, ThrowOnError>) => (options.client ?? client).delete<CancelJobResponses, CancelJobErrors, ThrowOnError>({ url: '/jobs/{job_id}', ...options });
+
+/**
+ * Get Job
+ */
+export const getJob = <ThrowOnError extends boolean = false>(options: Options<GetJobData, ThrowOnError>) => (options.client ?? client).get<GetJobResponses, GetJobErrors, ThrowOnError>({ url: '/jobs/{job_id}', ...options });
+
+/**
+ * Job Events
+ *
+ * The job as Server-Sent Events: ``progress`` whenever it changes, then ``end``; data as ``GET /jobs/{id}``.
+ */
+export const streamJobEvents = <ThrowOnError extends boolean = false>(options: Options<StreamJobEventsData, ThrowOnError, unknown>) => (options.client ?? client).sse.get<StreamJobEventsResponses, StreamJobEventsErrors, ThrowOnError>({ url: '/jobs/{job_id}/events', ...options });
+
+/**
+ * Resume Job
+ *
+ * Run a cancelled, failed or interrupted job again (a download continues from the bytes on disk).
+ */
+export const resumeJob = <ThrowOnError extends boolean = false>(options: Options<ResumeJobData, ThrowOnError>) => (options.client ?? client).post<ResumeJobResponses, ResumeJobErrors, ThrowOnError>({
+    url: '/jobs/{job_id}/resume',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * Check Download
  *
  * Before downloading: bytes still to fetch (cached files not counted) vs free disk, memory needed vs free.
@@ -59,7 +107,7 @@ export const checkDownload = <ThrowOnError extends boolean = false>(options: Opt
 /**
  * Current Model
  *
- * The loaded model's metadata (or none), what is loading, and memory now.
+ * The loaded model's metadata (or none), what it is doing (loading, generating), and memory now.
  */
 export const getCurrentModel = <ThrowOnError extends boolean = false>(options?: Options<GetCurrentModelData, ThrowOnError>) => (options?.client ?? client).get<GetCurrentModelResponses, GetCurrentModelErrors, ThrowOnError>({ url: '/model/current', ...options });
 
@@ -97,40 +145,57 @@ export const modelHealth = <ThrowOnError extends boolean = false>(options?: Opti
 export const getModelInfo = <ThrowOnError extends boolean = false>(options: Options<GetModelInfoData, ThrowOnError>) => (options.client ?? client).get<GetModelInfoResponses, GetModelInfoErrors, ThrowOnError>({ url: '/model/info/{model_id}', ...options });
 
 /**
- * List Jobs
+ * List Download Jobs
  *
- * Every job, newest first: running, finished, and interrupted by a restart.
+ * Every download job, newest first (``GET /jobs?kind=download``).
  */
-export const listJobs = <ThrowOnError extends boolean = false>(options?: Options<ListJobsData, ThrowOnError>) => (options?.client ?? client).get<ListJobsResponses, ListJobsErrors, ThrowOnError>({ url: '/model/jobs', ...options });
+export const listDownloadJobs = <ThrowOnError extends boolean = false>(options?: Options<ListDownloadJobsData, ThrowOnError>) => (options?.client ?? client).get<ListDownloadJobsResponses, ListDownloadJobsErrors, ThrowOnError>({ url: '/model/jobs', ...options });
 
 /**
- * Cancel Job
+ * Cancel Download Job
  *
- * Stop a job within about two seconds; its partial files stay for a resume unless ``purge``.
+ * Stop a download within about two seconds; its partial files stay for a resume unless ``purge``.
  */
-export const cancelJob = <ThrowOnError extends boolean = false>(options: Options<CancelJobData, ThrowOnError>) => (options.client ?? client).delete<CancelJobResponses, CancelJobErrors, ThrowOnError>({ url: '/model/jobs/{job_id}', ...options });
+export const cancelDownloadJob = <ThrowOnError extends boolean = false>(options: Options<CancelDownloadJobData, ThrowOnError>) => (options.client ?? client).delete<CancelDownloadJobResponses, CancelDownloadJobErrors, ThrowOnError>({ url: '/model/jobs/{job_id}', ...options });
 
 /**
- * Get Job
+ * Get Download Job
  */
-export const getJob = <ThrowOnError extends boolean = false>(options: Options<GetJobData, ThrowOnError>) => (options.client ?? client).get<GetJobResponses, GetJobErrors, ThrowOnError>({ url: '/model/jobs/{job_id}', ...options });
+export const getDownloadJob = <ThrowOnError extends boolean = false>(options: Options<GetDownloadJobData, ThrowOnError>) => (options.client ?? client).get<GetDownloadJobResponses, GetDownloadJobErrors, ThrowOnError>({ url: '/model/jobs/{job_id}', ...options });
 
 /**
- * Job Events
+ * Download Job Events
  *
- * The job as Server-Sent Events: a ``progress`` event whenever it changes, then ``end`` when it is over.
- *
- * Each event's data is the same JSON as ``GET /model/jobs/{id}``.
+ * A download job as Server-Sent Events (as ``GET /jobs/{id}/events``).
  */
-export const streamJobEvents = <ThrowOnError extends boolean = false>(options: Options<StreamJobEventsData, ThrowOnError, unknown>) => (options.client ?? client).sse.get<StreamJobEventsResponses, StreamJobEventsErrors, ThrowOnError>({ url: '/model/jobs/{job_id}/events', ...options });
+export const streamDownloadJobEvents = <ThrowOnError extends boolean = false>(options: Options<StreamDownloadJobEventsData, ThrowOnError, unknown>) => (options.client ?? client).sse.get<StreamDownloadJobEventsResponses, StreamDownloadJobEventsErrors, ThrowOnError>({ url: '/model/jobs/{job_id}/events', ...options });
 
 /**
- * Resume Job
+ * Resume Download Job
  *
- * Run a cancelled, failed or interrupted job again from the bytes already on disk.
+ * Run a cancelled, failed or interrupted download again from the bytes already on disk.
  */
-export const resumeJob = <ThrowOnError extends boolean = false>(options: Options<ResumeJobData, ThrowOnError>) => (options.client ?? client).post<ResumeJobResponses, ResumeJobErrors, ThrowOnError>({
+export const resumeDownloadJob = <ThrowOnError extends boolean = false>(options: Options<ResumeDownloadJobData, ThrowOnError>) => (options.client ?? client).post<ResumeDownloadJobResponses, ResumeDownloadJobErrors, ThrowOnError>({
     url: '/model/jobs/{job_id}/resume',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Load Model
+ *
+ * Load a local model (``model_id`` as listed by /model/local-models, or ``model_path``): 202 with a load job.
+ *
+ * The job's progress counts tensors as the weights load; cancelling it before the swap keeps the model loaded
+ * now. A missing folder is 404 and a folder outside the allowed roots 403, at once; a second load while one
+ * runs is 409. With ``"wait": true`` the request blocks and answers 200 with the finished job, or the job's
+ * error with its status code (507 when the model does not fit, unless ``force``).
+ */
+export const loadModel = <ThrowOnError extends boolean = false>(options: Options<LoadModelData, ThrowOnError>) => (options.client ?? client).post<LoadModelResponses, LoadModelErrors, ThrowOnError>({
+    url: '/model/load',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -164,8 +229,9 @@ export const unloadModel = <ThrowOnError extends boolean = false>(options?: Opti
  *
  * Load a local model folder (``model_path``), or store a model uploaded from the browser.
  *
- * With ``model_path`` (the seed's form) the folder is loaded. With ``files`` the model is written under the
- * models directory (size-limited, no path may escape it) and, with ``load=true``, loaded.
+ * With ``model_path`` (the seed's form) the folder is loaded, blocking until it is (a load job, as
+ * ``POST /model/load`` with ``wait``). With ``files`` the model is written under the models directory
+ * (size-limited, no path may escape it) and, with ``load=true``, loaded.
  */
 export const uploadModel = <ThrowOnError extends boolean = false>(options?: Options<UploadModelData, ThrowOnError>) => (options?.client ?? client).post<UploadModelResponses, UploadModelErrors, ThrowOnError>({
     ...formDataBodySerializer,

@@ -52,7 +52,14 @@ export type BodyUploadModel = {
  * CancelResponse
  */
 export type CancelResponse = {
-    job: Job;
+    /**
+     * Job
+     */
+    job: ({
+        kind: 'download';
+    } & DownloadJob) | ({
+        kind: 'load';
+    } & LoadJob);
     /**
      * Purged Bytes
      *
@@ -148,6 +155,18 @@ export type ChatResponse = {
 };
 
 /**
+ * ClearJobsResponse
+ */
+export type ClearJobsResponse = {
+    /**
+     * Removed
+     *
+     * Finished jobs removed from the history.
+     */
+    removed: number;
+};
+
+/**
  * ConfigResponse
  */
 export type ConfigResponse = {
@@ -176,6 +195,18 @@ export type ConfigResponse = {
  */
 export type CurrentModelResponse = {
     /**
+     * Activity
+     *
+     * What the model cache is doing: loading a model, or generating chat replies.
+     */
+    activity?: 'idle' | 'loading' | 'generating';
+    /**
+     * Generations
+     *
+     * Chat replies running or waiting on the loaded model now.
+     */
+    generations?: number;
+    /**
      * Loaded
      */
     loaded: boolean;
@@ -185,6 +216,16 @@ export type CurrentModelResponse = {
      * The model being loaded now, if any.
      */
     loading?: string | null;
+    /**
+     * Loading Job
+     *
+     * The job loading it (a load job, or a download in its loading phase), if any.
+     */
+    loading_job?: ({
+        kind: 'download';
+    } & DownloadJob) | ({
+        kind: 'load';
+    } & LoadJob) | null;
     memory: MemoryStats;
     metadata: ModelMetadata | null;
 };
@@ -205,6 +246,19 @@ export type DeleteResponse = {
      * Path
      */
     path: string;
+};
+
+/**
+ * DownloadCancelResponse
+ */
+export type DownloadCancelResponse = {
+    job: DownloadJob;
+    /**
+     * Purged Bytes
+     *
+     * Bytes of partial files removed (with purge=true).
+     */
+    purged_bytes?: number;
 };
 
 /**
@@ -289,6 +343,118 @@ export type DownloadCheck = {
      * Revision
      */
     revision: string | null;
+};
+
+/**
+ * DownloadJob
+ *
+ * A model fetched from the Hub (and by default loaded).
+ */
+export type DownloadJob = {
+    /**
+     * Commit
+     */
+    commit?: string | null;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Device
+     */
+    device?: 'cpu' | 'cuda' | 'mps' | null;
+    /**
+     * Dtype
+     */
+    dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    error?: JobError | null;
+    /**
+     * Exclude
+     */
+    exclude?: Array<string> | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Force
+     */
+    force?: boolean;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Include
+     */
+    include?: Array<string> | null;
+    /**
+     * Kind
+     */
+    kind: 'download';
+    /**
+     * Load
+     */
+    load?: boolean;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Path
+     *
+     * The downloaded snapshot folder, once known.
+     */
+    path?: string | null;
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    progress?: JobProgress;
+    /**
+     * The loaded model, when the job loaded it.
+     */
+    result?: ModelMetadata | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    /**
+     * Revision
+     */
+    revision: string | null;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Trust Remote Code
+     */
+    trust_remote_code?: boolean;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+};
+
+/**
+ * DownloadJobList
+ */
+export type DownloadJobList = {
+    /**
+     * Jobs
+     */
+    jobs: Array<DownloadJob>;
 };
 
 /**
@@ -442,89 +608,9 @@ export type HealthResponse = {
 };
 
 /**
- * Job
- */
-export type Job = {
-    /**
-     * Commit
-     */
-    commit?: string | null;
-    /**
-     * Created At
-     */
-    created_at: string;
-    /**
-     * Device
-     */
-    device?: 'cpu' | 'cuda' | 'mps' | null;
-    /**
-     * Dtype
-     */
-    dtype?: 'float32' | 'float16' | 'bfloat16' | null;
-    error?: JobError | null;
-    /**
-     * Exclude
-     */
-    exclude?: Array<string> | null;
-    /**
-     * Finished At
-     */
-    finished_at?: string | null;
-    /**
-     * Force
-     */
-    force?: boolean;
-    /**
-     * Id
-     */
-    id: string;
-    /**
-     * Include
-     */
-    include?: Array<string> | null;
-    /**
-     * Kind
-     */
-    kind?: 'download';
-    /**
-     * Load
-     */
-    load?: boolean;
-    /**
-     * Model Id
-     */
-    model_id: string;
-    /**
-     * Path
-     *
-     * The downloaded snapshot folder, once known.
-     */
-    path?: string | null;
-    progress?: JobProgress;
-    /**
-     * The loaded model, when the job loaded it.
-     */
-    result?: ModelMetadata | null;
-    /**
-     * Revision
-     */
-    revision: string | null;
-    /**
-     * Status
-     */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
-    /**
-     * Trust Remote Code
-     */
-    trust_remote_code?: boolean;
-    /**
-     * Updated At
-     */
-    updated_at: string;
-};
-
-/**
  * JobError
+ *
+ * Why a job failed, in the one error shape (``code``, ``message``, details such as ``status_code``).
  */
 export type JobError = {
     /**
@@ -550,11 +636,17 @@ export type JobList = {
     /**
      * Jobs
      */
-    jobs: Array<Job>;
+    jobs: Array<({
+        kind: 'download';
+    } & DownloadJob) | ({
+        kind: 'load';
+    } & LoadJob)>;
 };
 
 /**
  * JobProgress
+ *
+ * How far a job is: ``completed`` of ``total`` in ``unit``; the other fields where the kind has them.
  */
 export type JobProgress = {
     /**
@@ -564,7 +656,7 @@ export type JobProgress = {
     /**
      * Completed
      *
-     * Bytes on disk for this download (cached and resumed bytes included).
+     * Units done so far (for downloads: bytes on disk, cached ones included).
      */
     completed?: number;
     /**
@@ -592,9 +684,147 @@ export type JobProgress = {
     /**
      * Total
      *
-     * Bytes of all files the model needs.
+     * Units in all; unknown until the job has resolved its work.
      */
     total?: number | null;
+    /**
+     * Unit
+     */
+    unit?: 'bytes' | 'tensors' | 'steps' | 'files' | 'documents';
+};
+
+/**
+ * LoadJob
+ *
+ * A local model (a folder, a local model id or a Hub-cache repo) loaded into the model cache.
+ */
+export type LoadJob = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Device
+     */
+    device?: 'cpu' | 'cuda' | 'mps' | null;
+    /**
+     * Dtype
+     */
+    dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    error?: JobError | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Force
+     */
+    force?: boolean;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'load';
+    /**
+     * Model Id
+     *
+     * What was asked for; the loaded model's id once resolved.
+     */
+    model_id: string;
+    /**
+     * Model Path
+     */
+    model_path?: string | null;
+    /**
+     * Path
+     *
+     * The model folder, once resolved.
+     */
+    path?: string | null;
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    progress?: JobProgress;
+    /**
+     * The loaded model's metadata, once ready.
+     */
+    result?: ModelMetadata | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Trust Remote Code
+     */
+    trust_remote_code?: boolean;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+};
+
+/**
+ * LoadRequest
+ *
+ * Load a local model: ``model_id`` (a local model id, as listed by /model/local-models) or ``model_path``.
+ */
+export type LoadRequest = {
+    /**
+     * Device
+     *
+     * Device; default: the optimizer's choice.
+     */
+    device?: 'cpu' | 'cuda' | 'mps' | null;
+    /**
+     * Dtype
+     *
+     * Weights dtype; default: the optimizer's choice.
+     */
+    dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    /**
+     * Force
+     *
+     * Load even when the model is estimated not to fit in memory.
+     */
+    force?: boolean;
+    /**
+     * Model Id
+     */
+    model_id?: string | null;
+    /**
+     * Model Path
+     */
+    model_path?: string | null;
+    /**
+     * Trust Remote Code
+     *
+     * Run the model's own code; also needs the trust_remote_code setting.
+     */
+    trust_remote_code?: boolean;
+    /**
+     * Wait
+     *
+     * Block until the model is loaded and return the finished job.
+     */
+    wait?: boolean;
 };
 
 /**
@@ -1503,6 +1733,222 @@ export type HealthResponses = {
 
 export type HealthResponse2 = HealthResponses[keyof HealthResponses];
 
+export type ClearJobsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Kind
+         *
+         * Only jobs of this kind.
+         */
+        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | null;
+    };
+    url: '/jobs';
+};
+
+export type ClearJobsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ClearJobsError = ClearJobsErrors[keyof ClearJobsErrors];
+
+export type ClearJobsResponses = {
+    /**
+     * Successful Response
+     */
+    200: ClearJobsResponse;
+};
+
+export type ClearJobsResponse2 = ClearJobsResponses[keyof ClearJobsResponses];
+
+export type ListJobsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Kind
+         *
+         * Only jobs of this kind.
+         */
+        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | null;
+        /**
+         * Status
+         *
+         * Only jobs in this status; `active` or `finished` for either group.
+         */
+        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
+        /**
+         * Limit
+         *
+         * At most this many, newest first.
+         */
+        limit?: number | null;
+    };
+    url: '/jobs';
+};
+
+export type ListJobsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListJobsError = ListJobsErrors[keyof ListJobsErrors];
+
+export type ListJobsResponses = {
+    /**
+     * Successful Response
+     */
+    200: JobList;
+};
+
+export type ListJobsResponse = ListJobsResponses[keyof ListJobsResponses];
+
+export type CancelJobData = {
+    body?: never;
+    path: {
+        /**
+         * Job Id
+         */
+        job_id: string;
+    };
+    query?: {
+        /**
+         * Purge
+         *
+         * Also delete what the job kept for a resume (partial files).
+         */
+        purge?: boolean;
+    };
+    url: '/jobs/{job_id}';
+};
+
+export type CancelJobErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type CancelJobError = CancelJobErrors[keyof CancelJobErrors];
+
+export type CancelJobResponses = {
+    /**
+     * Successful Response
+     */
+    200: CancelResponse;
+};
+
+export type CancelJobResponse = CancelJobResponses[keyof CancelJobResponses];
+
+export type GetJobData = {
+    body?: never;
+    path: {
+        /**
+         * Job Id
+         */
+        job_id: string;
+    };
+    query?: never;
+    url: '/jobs/{job_id}';
+};
+
+export type GetJobErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetJobError = GetJobErrors[keyof GetJobErrors];
+
+export type GetJobResponses = {
+    /**
+     * Response Getjob
+     *
+     * Successful Response
+     */
+    200: ({
+        kind: 'download';
+    } & DownloadJob) | ({
+        kind: 'load';
+    } & LoadJob);
+};
+
+export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
+
+export type StreamJobEventsData = {
+    body?: never;
+    path: {
+        /**
+         * Job Id
+         */
+        job_id: string;
+    };
+    query?: never;
+    url: '/jobs/{job_id}/events';
+};
+
+export type StreamJobEventsErrors = {
+    /**
+     * An error, in Orchard's one shape (JSON, before any event).
+     */
+    default: ErrorResponse;
+};
+
+export type StreamJobEventsError = StreamJobEventsErrors[keyof StreamJobEventsErrors];
+
+export type StreamJobEventsResponses = {
+    /**
+     * Successful Response
+     */
+    200: unknown;
+};
+
+export type ResumeJobData = {
+    /**
+     * Body
+     */
+    body?: ResumeRequestWritable | null;
+    path: {
+        /**
+         * Job Id
+         */
+        job_id: string;
+    };
+    query?: never;
+    url: '/jobs/{job_id}/resume';
+};
+
+export type ResumeJobErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ResumeJobError = ResumeJobErrors[keyof ResumeJobErrors];
+
+export type ResumeJobResponses = {
+    /**
+     * Response Resumejob
+     *
+     * Successful Response
+     */
+    202: ({
+        kind: 'download';
+    } & DownloadJob) | ({
+        kind: 'load';
+    } & LoadJob);
+};
+
+export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];
+
 export type CheckDownloadData = {
     body?: never;
     path: {
@@ -1597,11 +2043,11 @@ export type DownloadModelResponses = {
     /**
      * With wait=true: the finished job.
      */
-    200: Job;
+    200: DownloadJob;
     /**
      * Successful Response
      */
-    202: Job;
+    202: DownloadJob;
 };
 
 export type DownloadModelResponse = DownloadModelResponses[keyof DownloadModelResponses];
@@ -1680,32 +2126,32 @@ export type GetModelInfoResponses = {
 
 export type GetModelInfoResponse = GetModelInfoResponses[keyof GetModelInfoResponses];
 
-export type ListJobsData = {
+export type ListDownloadJobsData = {
     body?: never;
     path?: never;
     query?: never;
     url: '/model/jobs';
 };
 
-export type ListJobsErrors = {
+export type ListDownloadJobsErrors = {
     /**
      * An error, in Orchard's one shape.
      */
     default: ErrorResponse;
 };
 
-export type ListJobsError = ListJobsErrors[keyof ListJobsErrors];
+export type ListDownloadJobsError = ListDownloadJobsErrors[keyof ListDownloadJobsErrors];
 
-export type ListJobsResponses = {
+export type ListDownloadJobsResponses = {
     /**
      * Successful Response
      */
-    200: JobList;
+    200: DownloadJobList;
 };
 
-export type ListJobsResponse = ListJobsResponses[keyof ListJobsResponses];
+export type ListDownloadJobsResponse = ListDownloadJobsResponses[keyof ListDownloadJobsResponses];
 
-export type CancelJobData = {
+export type CancelDownloadJobData = {
     body?: never;
     path: {
         /**
@@ -1717,32 +2163,32 @@ export type CancelJobData = {
         /**
          * Purge
          *
-         * Also delete the partial files (no resume then).
+         * Also delete what the job kept for a resume (partial files).
          */
         purge?: boolean;
     };
     url: '/model/jobs/{job_id}';
 };
 
-export type CancelJobErrors = {
+export type CancelDownloadJobErrors = {
     /**
      * An error, in Orchard's one shape.
      */
     default: ErrorResponse;
 };
 
-export type CancelJobError = CancelJobErrors[keyof CancelJobErrors];
+export type CancelDownloadJobError = CancelDownloadJobErrors[keyof CancelDownloadJobErrors];
 
-export type CancelJobResponses = {
+export type CancelDownloadJobResponses = {
     /**
      * Successful Response
      */
-    200: CancelResponse;
+    200: DownloadCancelResponse;
 };
 
-export type CancelJobResponse = CancelJobResponses[keyof CancelJobResponses];
+export type CancelDownloadJobResponse = CancelDownloadJobResponses[keyof CancelDownloadJobResponses];
 
-export type GetJobData = {
+export type GetDownloadJobData = {
     body?: never;
     path: {
         /**
@@ -1754,25 +2200,25 @@ export type GetJobData = {
     url: '/model/jobs/{job_id}';
 };
 
-export type GetJobErrors = {
+export type GetDownloadJobErrors = {
     /**
      * An error, in Orchard's one shape.
      */
     default: ErrorResponse;
 };
 
-export type GetJobError = GetJobErrors[keyof GetJobErrors];
+export type GetDownloadJobError = GetDownloadJobErrors[keyof GetDownloadJobErrors];
 
-export type GetJobResponses = {
+export type GetDownloadJobResponses = {
     /**
      * Successful Response
      */
-    200: Job;
+    200: DownloadJob;
 };
 
-export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
+export type GetDownloadJobResponse = GetDownloadJobResponses[keyof GetDownloadJobResponses];
 
-export type StreamJobEventsData = {
+export type StreamDownloadJobEventsData = {
     body?: never;
     path: {
         /**
@@ -1784,23 +2230,23 @@ export type StreamJobEventsData = {
     url: '/model/jobs/{job_id}/events';
 };
 
-export type StreamJobEventsErrors = {
+export type StreamDownloadJobEventsErrors = {
     /**
      * An error, in Orchard's one shape (JSON, before any event).
      */
     default: ErrorResponse;
 };
 
-export type StreamJobEventsError = StreamJobEventsErrors[keyof StreamJobEventsErrors];
+export type StreamDownloadJobEventsError = StreamDownloadJobEventsErrors[keyof StreamDownloadJobEventsErrors];
 
-export type StreamJobEventsResponses = {
+export type StreamDownloadJobEventsResponses = {
     /**
      * Successful Response
      */
     200: unknown;
 };
 
-export type ResumeJobData = {
+export type ResumeDownloadJobData = {
     /**
      * Body
      */
@@ -1815,23 +2261,52 @@ export type ResumeJobData = {
     url: '/model/jobs/{job_id}/resume';
 };
 
-export type ResumeJobErrors = {
+export type ResumeDownloadJobErrors = {
     /**
      * An error, in Orchard's one shape.
      */
     default: ErrorResponse;
 };
 
-export type ResumeJobError = ResumeJobErrors[keyof ResumeJobErrors];
+export type ResumeDownloadJobError = ResumeDownloadJobErrors[keyof ResumeDownloadJobErrors];
 
-export type ResumeJobResponses = {
+export type ResumeDownloadJobResponses = {
     /**
      * Successful Response
      */
-    202: Job;
+    202: DownloadJob;
 };
 
-export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];
+export type ResumeDownloadJobResponse = ResumeDownloadJobResponses[keyof ResumeDownloadJobResponses];
+
+export type LoadModelData = {
+    body: LoadRequest;
+    path?: never;
+    query?: never;
+    url: '/model/load';
+};
+
+export type LoadModelErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type LoadModelError = LoadModelErrors[keyof LoadModelErrors];
+
+export type LoadModelResponses = {
+    /**
+     * With wait=true: the finished job.
+     */
+    200: LoadJob;
+    /**
+     * Successful Response
+     */
+    202: LoadJob;
+};
+
+export type LoadModelResponse = LoadModelResponses[keyof LoadModelResponses];
 
 export type ListLocalModelsData = {
     body?: never;

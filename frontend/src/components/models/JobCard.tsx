@@ -1,9 +1,10 @@
-// One download job: its phase, a progress bar with bytes, speed and time left, and Cancel or Resume.
+// One job of any kind (a download, a load): its phase, a progress bar in the job's own unit (bytes with speed and
+// time left for a download, tensors for a load), and Cancel or Resume. JobProgress is the same bar, compact, for
+// the places that start a job and follow it in line (the Load buttons, the current model).
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { useEffect, useRef } from "react";
 import { Link } from "react-router";
 import { ApiError } from "../../api/client";
-import { cancelJobMutation, invalidateModels, resumeJobMutation, type Job } from "../../api/queries";
+import { cancelJobMutation, resumeJobMutation, type Job } from "../../api/queries";
 import { formatBytes, formatDate, formatDuration, formatSpeed } from "../../format";
 import { isActive, useJobEvents } from "../../hooks/useJobEvents";
 import { Badge, Button, ErrorMessage, ProgressBar, type Tone } from "../ui";
@@ -14,6 +15,7 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   resolving: { label: "Resolving", tone: "info" },
   downloading: { label: "Downloading", tone: "info" },
   verifying: { label: "Verifying", tone: "info" },
+  preparing: { label: "Preparing", tone: "info" },
   loading: { label: "Loading", tone: "info" },
   ready: { label: "Ready", tone: "good" },
   failed: { label: "Failed", tone: "bad" },
@@ -21,16 +23,47 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   interrupted: { label: "Interrupted", tone: "warn" },
 };
 
-const PHASE_HINT: Partial<Record<Job["status"], string>> = {
+type Kind = Job["kind"];
+
+/** What the controls call a job of each kind: people (and the browser tests) find them by these names. */
+const NOUN: Record<Kind, { noun: string; Noun: string }> = {
+  download: { noun: "download", Noun: "Download" },
+  load: { noun: "load", Noun: "Load" },
+};
+
+const HINT: Partial<Record<Job["status"], string>> = {
   queued: "Waiting to start",
   resolving: "Asking the Hub which files to fetch",
   verifying: "Checking the files",
-  loading: "Loading the model into memory",
-  cancelled: "Stopped; the partial files are kept, so Resume continues where it stopped",
-  interrupted: "Stopped by a server restart; Resume continues where it stopped",
+  preparing: "Finding the model and getting ready",
 };
 
-const RESUMABLE = new Set<Job["status"]>(["cancelled", "failed", "interrupted"]);
+const KIND_HINT: Record<Kind, Partial<Record<Job["status"], string>>> = {
+  download: {
+    loading: "Loading the model into memory",
+    cancelled: "Stopped; the partial files are kept, so Resume continues where it stopped",
+    interrupted: "Stopped by a server restart; Resume continues where it stopped",
+  },
+  load: {
+    loading: "Loading the weights into memory",
+    cancelled: "Stopped before the swap; the model loaded before, if any, stays loaded",
+    interrupted: "Stopped by a server restart",
+  },
+};
+
+export function jobNames(job: Job) {
+  const { noun, Noun } = NOUN[job.kind];
+  return {
+    title: job.title || `${Noun} ${job.model_id}`,
+    progress: `${Noun} progress for ${job.model_id}`,
+    cancel: `Cancel ${noun} of ${job.model_id}`,
+    resume: `Resume ${noun} of ${job.model_id}`,
+  };
+}
+
+function hintFor(job: Job): string | undefined {
+  return KIND_HINT[job.kind][job.status] ?? HINT[job.status];
+}
 
 function progressValue(job: Job): number | null {
   if (job.status === "ready") return 100;
@@ -39,11 +72,28 @@ function progressValue(job: Job): number | null {
   return isActive(job) ? null : 0;
 }
 
+function barTone(job: Job): "brand" | "warn" | "bad" {
+  if (job.status === "failed") return "bad";
+  return job.status === "cancelled" || job.status === "interrupted" ? "warn" : "brand";
+}
+
+function count(n: number, unit: string): string {
+  return `${n.toLocaleString()} ${unit}`;
+}
+
+/** "420 MB of 1.0 GB · 12.5 MB/s · 46 s left · 2 of 5 files" for a download, "120 of 290 tensors" for a load. */
 function ProgressLine({ job }: { job: Job }) {
   const p = job.progress ?? {};
+  const unit = p.unit ?? "bytes";
   const parts: string[] = [];
-  if (p.total) parts.push(`${formatBytes(p.completed ?? 0)} of ${formatBytes(p.total)}`);
-  else if (p.completed) parts.push(formatBytes(p.completed));
+  if (unit === "bytes") {
+    if (p.total) parts.push(`${formatBytes(p.completed ?? 0)} of ${formatBytes(p.total)}`);
+    else if (p.completed) parts.push(formatBytes(p.completed));
+  } else if (p.total) {
+    parts.push(`${(p.completed ?? 0).toLocaleString()} of ${count(p.total, unit)}`);
+  } else if (p.completed) {
+    parts.push(count(p.completed, unit));
+  }
   if (job.status === "downloading") {
     if (p.bytes_per_second) parts.push(formatSpeed(p.bytes_per_second));
     if (p.eta_seconds !== null && p.eta_seconds !== undefined) parts.push(`${formatDuration(p.eta_seconds)} left`);
@@ -53,7 +103,15 @@ function ProgressLine({ job }: { job: Job }) {
   return <p className="text-xs text-zinc-600 tabular-nums dark:text-zinc-400">{parts.join(" · ")}</p>;
 }
 
-export function JobCard({ job }: { job: Job }) {
+/** A failed job's error as the API's own (code, message, details), for ErrorMessage. */
+export function jobError(job: Job): ApiError | null {
+  return job.status === "failed" && job.error
+    ? new ApiError(job.error.message, job.error.code, null, job.error.details ?? {})
+    : null;
+}
+
+/** Cancel and Resume; the answer is the job, so it shows at once. */
+function useJobControls() {
   const queryClient = useQueryClient();
   const cancel = useMutation({
     ...cancelJobMutation(),
@@ -63,20 +121,32 @@ export function JobCard({ job }: { job: Job }) {
     ...resumeJobMutation(),
     onSuccess: (data) => rememberJob(queryClient, data),
   });
+  return {
+    cancel,
+    resume,
+    busy: cancel.isPending || resume.isPending,
+    error: cancel.error ?? resume.error,
+    reset: () => (cancel.error ? cancel.reset() : resume.reset()),
+  };
+}
+
+export function JobCard({ job }: { job: Job }) {
+  const controls = useJobControls();
+  const { cancel, resume, busy } = controls;
+  const names = jobNames(job);
   const status = STATUS[job.status];
   const value = progressValue(job);
   const active = isActive(job);
-  const tone = job.status === "failed" ? "bad" : job.status === "cancelled" || job.status === "interrupted" ? "warn" : "brand";
-  const hint = PHASE_HINT[job.status];
-  const busy = cancel.isPending || resume.isPending;
+  const hint = hintFor(job);
+  const failure = jobError(job);
 
   return (
-    <article className="space-y-2 py-4" aria-label={`Download of ${job.model_id}`}>
+    <article className="space-y-2 py-4" aria-label={names.title}>
       <div className="flex flex-wrap items-start justify-between gap-2">
         <div className="min-w-0">
-          <p className="font-medium break-all">{job.model_id}</p>
+          <p className="font-medium break-all">{names.title}</p>
           <p className="text-xs text-zinc-500 dark:text-zinc-400">
-            {job.revision ? `${job.revision} · ` : ""}started {formatDate(job.created_at)}
+            {job.kind === "download" && job.revision ? `${job.revision} · ` : ""}started {formatDate(job.created_at)}
             {job.finished_at ? ` · ended ${formatDate(job.finished_at)}` : ""}
           </p>
         </div>
@@ -86,7 +156,7 @@ export function JobCard({ job }: { job: Job }) {
           {job.progress?.stalled && active && <Badge tone="warn">Stalled</Badge>}
         </div>
       </div>
-      <ProgressBar value={value} label={`Download progress for ${job.model_id}`} tone={tone} />
+      <ProgressBar value={value} label={names.progress} tone={barTone(job)} />
       <div className="flex flex-wrap items-center justify-between gap-2">
         <div className="space-y-0.5">
           <ProgressLine job={job} />
@@ -102,7 +172,7 @@ export function JobCard({ job }: { job: Job }) {
               </Link>
             </p>
           )}
-          {job.status === "ready" && !job.result && job.load === false && (
+          {job.status === "ready" && !job.result && job.kind === "download" && job.load === false && (
             <p className="text-xs text-zinc-600 dark:text-zinc-400">Downloaded; load it from Local models.</p>
           )}
         </div>
@@ -112,43 +182,74 @@ export function JobCard({ job }: { job: Job }) {
               onClick={() => cancel.mutate({ path: { job_id: job.id } })}
               busy={cancel.isPending}
               disabled={busy}
-              aria-label={`Cancel download of ${job.model_id}`}
+              aria-label={names.cancel}
             >
               Cancel
             </Button>
           )}
-          {RESUMABLE.has(job.status) && (
+          {job.resumable && (
             <Button
               variant="primary"
               onClick={() => resume.mutate({ path: { job_id: job.id } })}
               busy={resume.isPending}
               disabled={busy}
-              aria-label={`Resume download of ${job.model_id}`}
+              aria-label={names.resume}
             >
               Resume
             </Button>
           )}
         </div>
       </div>
-      {job.status === "failed" && job.error && (
-        <ErrorMessage error={new ApiError(job.error.message, job.error.code, null, job.error.details ?? {})} />
-      )}
-      <ErrorMessage error={cancel.error ?? resume.error} onDismiss={() => (cancel.error ? cancel.reset() : resume.reset())} />
+      {failure && <ErrorMessage error={failure} />}
+      <ErrorMessage error={controls.error} onDismiss={controls.reset} />
     </article>
   );
 }
 
 /** A running job, followed live (events, or polling where they are unavailable). */
 export function LiveJobCard({ job }: { job: Job }) {
-  const queryClient = useQueryClient();
   const { data } = useJobEvents(job.id);
-  const live = data ?? job;
-  const active = isActive(live);
-  const wasActive = useRef(active);
-  useEffect(() => {
-    // The event stream refreshes models when a job ends; polling does not, so do it here for both.
-    if (wasActive.current && !active) void invalidateModels(queryClient);
-    wasActive.current = active;
-  }, [active, queryClient]);
-  return <JobCard job={live} />;
+  return <JobCard job={data ?? job} />;
+}
+
+/** A running job in line, under what started it: its phase, the bar, how far, and Cancel. */
+export function JobProgress({ job }: { job: Job }) {
+  const controls = useJobControls();
+  const names = jobNames(job);
+  const value = progressValue(job);
+  const hint = hintFor(job);
+  const active = isActive(job);
+  return (
+    <div className="space-y-1.5">
+      <div className="flex items-center justify-between gap-2 text-xs">
+        <p className="text-zinc-600 dark:text-zinc-400">
+          <span className="font-medium text-zinc-800 dark:text-zinc-200">{STATUS[job.status].label}</span>
+          {hint ? ` · ${hint}` : ""}
+        </p>
+        <span className="font-medium tabular-nums">{value === null ? "" : `${Math.floor(value)}%`}</span>
+      </div>
+      <ProgressBar value={value} label={names.progress} tone={barTone(job)} />
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <ProgressLine job={job} />
+        {active && (
+          <Button
+            variant="ghost"
+            className="ml-auto px-2 py-1 text-xs"
+            onClick={() => controls.cancel.mutate({ path: { job_id: job.id } })}
+            busy={controls.cancel.isPending}
+            aria-label={names.cancel}
+          >
+            Cancel
+          </Button>
+        )}
+      </div>
+      <ErrorMessage error={controls.error} onDismiss={controls.reset} />
+    </div>
+  );
+}
+
+/** JobProgress for a job known by its latest snapshot (the current model's loading job), followed live. */
+export function LiveJobProgress({ job }: { job: Job }) {
+  const { data } = useJobEvents(job.id);
+  return <JobProgress job={data ?? job} />;
 }

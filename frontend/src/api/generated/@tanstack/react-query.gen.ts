@@ -3,8 +3,8 @@
 import { queryOptions, type UseMutationOptions } from '@tanstack/react-query';
 
 import { client } from '../client.gen';
-import { cancelJob, chat, checkDownload, deleteLocalModel, downloadModel, getConfig, getCurrentModel, getJob, getModelInfo, health, listJobs, listLocalModels, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, resumeJob, unloadModel, uploadModel } from '../sdk.gen';
-import type { CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, HealthData, HealthError, HealthResponse2, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
+import { cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteLocalModel, downloadModel, getConfig, getCurrentModel, getDownloadJob, getJob, getModelInfo, health, listDownloadJobs, listJobs, listLocalModels, loadModel, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, resumeDownloadJob, resumeJob, unloadModel, uploadModel } from '../sdk.gen';
+import type { CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, HealthData, HealthError, HealthResponse2, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, LoadModelData, LoadModelError, LoadModelResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
 
 /**
  * Chat
@@ -101,6 +101,102 @@ export const healthOptions = (options?: Options<HealthData>) => queryOptions<Hea
     queryKey: healthQueryKey(options)
 });
 
+/**
+ * Clear Jobs
+ *
+ * Remove finished jobs (ready, failed, cancelled, interrupted) from the history; running ones stay.
+ */
+export const clearJobsMutation = (options?: Partial<Options<ClearJobsData>>): UseMutationOptions<ClearJobsResponse2, ClearJobsError, Options<ClearJobsData>> => {
+    const mutationOptions: UseMutationOptions<ClearJobsResponse2, ClearJobsError, Options<ClearJobsData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await clearJobs({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const listJobsQueryKey = (options?: Options<ListJobsData>) => createQueryKey('listJobs', options);
+
+/**
+ * List Jobs
+ *
+ * Jobs of every kind, newest first: running, finished, and interrupted by a restart.
+ */
+export const listJobsOptions = (options?: Options<ListJobsData>) => queryOptions<ListJobsResponse, ListJobsError, ListJobsResponse, ReturnType<typeof listJobsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listJobs({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listJobsQueryKey(options)
+});
+
+/**
+ * Cancel Job
+ *
+ * Stop a job (a download within about two seconds, a load within a tensor); with ``purge``, drop its partial
+ * files too.
+ */
+export const cancelJobMutation = (options?: Partial<Options<CancelJobData>>): UseMutationOptions<CancelJobResponse, CancelJobError, Options<CancelJobData>> => {
+    const mutationOptions: UseMutationOptions<CancelJobResponse, CancelJobError, Options<CancelJobData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await cancelJob({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const getJobQueryKey = (options: Options<GetJobData>) => createQueryKey('getJob', options);
+
+/**
+ * Get Job
+ */
+export const getJobOptions = (options: Options<GetJobData>) => queryOptions<GetJobResponse, GetJobError, GetJobResponse, ReturnType<typeof getJobQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await getJob({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: getJobQueryKey(options)
+});
+
+/**
+ * Resume Job
+ *
+ * Run a cancelled, failed or interrupted job again (a download continues from the bytes on disk).
+ */
+export const resumeJobMutation = (options?: Partial<Options<ResumeJobData>>): UseMutationOptions<ResumeJobResponse, ResumeJobError, Options<ResumeJobData>> => {
+    const mutationOptions: UseMutationOptions<ResumeJobResponse, ResumeJobError, Options<ResumeJobData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await resumeJob({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
 export const checkDownloadQueryKey = (options: Options<CheckDownloadData>) => createQueryKey('checkDownload', options);
 
 /**
@@ -126,7 +222,7 @@ export const getCurrentModelQueryKey = (options?: Options<GetCurrentModelData>) 
 /**
  * Current Model
  *
- * The loaded model's metadata (or none), what is loading, and memory now.
+ * The loaded model's metadata (or none), what it is doing (loading, generating), and memory now.
  */
 export const getCurrentModelOptions = (options?: Options<GetCurrentModelData>) => queryOptions<GetCurrentModelResponse, GetCurrentModelError, GetCurrentModelResponse, ReturnType<typeof getCurrentModelQueryKey>>({
     queryFn: async ({ queryKey, signal }) => {
@@ -205,16 +301,16 @@ export const getModelInfoOptions = (options: Options<GetModelInfoData>) => query
     queryKey: getModelInfoQueryKey(options)
 });
 
-export const listJobsQueryKey = (options?: Options<ListJobsData>) => createQueryKey('listJobs', options);
+export const listDownloadJobsQueryKey = (options?: Options<ListDownloadJobsData>) => createQueryKey('listDownloadJobs', options);
 
 /**
- * List Jobs
+ * List Download Jobs
  *
- * Every job, newest first: running, finished, and interrupted by a restart.
+ * Every download job, newest first (``GET /jobs?kind=download``).
  */
-export const listJobsOptions = (options?: Options<ListJobsData>) => queryOptions<ListJobsResponse, ListJobsError, ListJobsResponse, ReturnType<typeof listJobsQueryKey>>({
+export const listDownloadJobsOptions = (options?: Options<ListDownloadJobsData>) => queryOptions<ListDownloadJobsResponse, ListDownloadJobsError, ListDownloadJobsResponse, ReturnType<typeof listDownloadJobsQueryKey>>({
     queryFn: async ({ queryKey, signal }) => {
-        const { data } = await listJobs({
+        const { data } = await listDownloadJobs({
             ...options,
             ...queryKey[0],
             signal,
@@ -222,18 +318,18 @@ export const listJobsOptions = (options?: Options<ListJobsData>) => queryOptions
         });
         return data;
     },
-    queryKey: listJobsQueryKey(options)
+    queryKey: listDownloadJobsQueryKey(options)
 });
 
 /**
- * Cancel Job
+ * Cancel Download Job
  *
- * Stop a job within about two seconds; its partial files stay for a resume unless ``purge``.
+ * Stop a download within about two seconds; its partial files stay for a resume unless ``purge``.
  */
-export const cancelJobMutation = (options?: Partial<Options<CancelJobData>>): UseMutationOptions<CancelJobResponse, CancelJobError, Options<CancelJobData>> => {
-    const mutationOptions: UseMutationOptions<CancelJobResponse, CancelJobError, Options<CancelJobData>> = {
+export const cancelDownloadJobMutation = (options?: Partial<Options<CancelDownloadJobData>>): UseMutationOptions<CancelDownloadJobResponse, CancelDownloadJobError, Options<CancelDownloadJobData>> => {
+    const mutationOptions: UseMutationOptions<CancelDownloadJobResponse, CancelDownloadJobError, Options<CancelDownloadJobData>> = {
         mutationFn: async (fnOptions) => {
-            const { data } = await cancelJob({
+            const { data } = await cancelDownloadJob({
                 ...options,
                 ...fnOptions,
                 throwOnError: true
@@ -244,14 +340,14 @@ export const cancelJobMutation = (options?: Partial<Options<CancelJobData>>): Us
     return mutationOptions;
 };
 
-export const getJobQueryKey = (options: Options<GetJobData>) => createQueryKey('getJob', options);
+export const getDownloadJobQueryKey = (options: Options<GetDownloadJobData>) => createQueryKey('getDownloadJob', options);
 
 /**
- * Get Job
+ * Get Download Job
  */
-export const getJobOptions = (options: Options<GetJobData>) => queryOptions<GetJobResponse, GetJobError, GetJobResponse, ReturnType<typeof getJobQueryKey>>({
+export const getDownloadJobOptions = (options: Options<GetDownloadJobData>) => queryOptions<GetDownloadJobResponse, GetDownloadJobError, GetDownloadJobResponse, ReturnType<typeof getDownloadJobQueryKey>>({
     queryFn: async ({ queryKey, signal }) => {
-        const { data } = await getJob({
+        const { data } = await getDownloadJob({
             ...options,
             ...queryKey[0],
             signal,
@@ -259,18 +355,42 @@ export const getJobOptions = (options: Options<GetJobData>) => queryOptions<GetJ
         });
         return data;
     },
-    queryKey: getJobQueryKey(options)
+    queryKey: getDownloadJobQueryKey(options)
 });
 
 /**
- * Resume Job
+ * Resume Download Job
  *
- * Run a cancelled, failed or interrupted job again from the bytes already on disk.
+ * Run a cancelled, failed or interrupted download again from the bytes already on disk.
  */
-export const resumeJobMutation = (options?: Partial<Options<ResumeJobData>>): UseMutationOptions<ResumeJobResponse, ResumeJobError, Options<ResumeJobData>> => {
-    const mutationOptions: UseMutationOptions<ResumeJobResponse, ResumeJobError, Options<ResumeJobData>> = {
+export const resumeDownloadJobMutation = (options?: Partial<Options<ResumeDownloadJobData>>): UseMutationOptions<ResumeDownloadJobResponse, ResumeDownloadJobError, Options<ResumeDownloadJobData>> => {
+    const mutationOptions: UseMutationOptions<ResumeDownloadJobResponse, ResumeDownloadJobError, Options<ResumeDownloadJobData>> = {
         mutationFn: async (fnOptions) => {
-            const { data } = await resumeJob({
+            const { data } = await resumeDownloadJob({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Load Model
+ *
+ * Load a local model (``model_id`` as listed by /model/local-models, or ``model_path``): 202 with a load job.
+ *
+ * The job's progress counts tensors as the weights load; cancelling it before the swap keeps the model loaded
+ * now. A missing folder is 404 and a folder outside the allowed roots 403, at once; a second load while one
+ * runs is 409. With ``"wait": true`` the request blocks and answers 200 with the finished job, or the job's
+ * error with its status code (507 when the model does not fit, unless ``force``).
+ */
+export const loadModelMutation = (options?: Partial<Options<LoadModelData>>): UseMutationOptions<LoadModelResponse, LoadModelError, Options<LoadModelData>> => {
+    const mutationOptions: UseMutationOptions<LoadModelResponse, LoadModelError, Options<LoadModelData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await loadModel({
                 ...options,
                 ...fnOptions,
                 throwOnError: true
@@ -344,8 +464,9 @@ export const unloadModelMutation = (options?: Partial<Options<UnloadModelData>>)
  *
  * Load a local model folder (``model_path``), or store a model uploaded from the browser.
  *
- * With ``model_path`` (the seed's form) the folder is loaded. With ``files`` the model is written under the
- * models directory (size-limited, no path may escape it) and, with ``load=true``, loaded.
+ * With ``model_path`` (the seed's form) the folder is loaded, blocking until it is (a load job, as
+ * ``POST /model/load`` with ``wait``). With ``files`` the model is written under the models directory
+ * (size-limited, no path may escape it) and, with ``load=true``, loaded.
  */
 export const uploadModelMutation = (options?: Partial<Options<UploadModelData>>): UseMutationOptions<UploadModelResponse, UploadModelError, Options<UploadModelData>> => {
     const mutationOptions: UseMutationOptions<UploadModelResponse, UploadModelError, Options<UploadModelData>> = {

@@ -1,8 +1,8 @@
-// Running and recent downloads, from the jobs API: a reload or a second tab shows the same jobs, and each
-// running one is followed live.
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+// Running and recent jobs of every kind (downloads, loads), from the jobs API: a reload or a second tab shows the
+// same jobs, and each running one is followed live. "Clear finished" empties the history; running jobs stay.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
-import { invalidateModels, listJobsOptions, type Job } from "../../api/queries";
+import { clearJobsMutation, invalidateModels, listJobsOptions, listJobsQueryKey, type Job } from "../../api/queries";
 import { isActive } from "../../hooks/useJobEvents";
 import { Button, Card, ErrorMessage, Loading } from "../ui";
 import { JobCard, LiveJobCard } from "./JobCard";
@@ -26,26 +26,31 @@ function useRefreshModelsWhenJobsEnd(jobs: Job[] | undefined) {
   }, [jobs, queryClient]);
 }
 
-export function DownloadJobs() {
+export function JobList() {
+  const queryClient = useQueryClient();
   const [showAll, setShowAll] = useState(false);
   const jobs = useQuery({
     ...listJobsOptions(),
     // Running jobs follow themselves; the list only needs to notice jobs started elsewhere (another tab, curl).
     refetchInterval: (query) => (query.state.data?.jobs.some(isActive) ? 3_000 : 15_000),
   });
+  const clear = useMutation({
+    ...clearJobsMutation(),
+    onSettled: () => queryClient.invalidateQueries({ queryKey: listJobsQueryKey() }),
+  });
   useRefreshModelsWhenJobsEnd(jobs.data?.jobs);
 
   if (jobs.isPending) {
     return (
-      <Card title="Downloads">
-        <Loading label="Loading downloads…" />
+      <Card title="Jobs">
+        <Loading label="Loading jobs…" />
       </Card>
     );
   }
   if (jobs.isError) {
     return (
-      <Card title="Downloads">
-        <ErrorMessage error={jobs.error} title="Could not list downloads" />
+      <Card title="Jobs">
+        <ErrorMessage error={jobs.error} title="Could not list the jobs" />
       </Card>
     );
   }
@@ -57,15 +62,27 @@ export function DownloadJobs() {
 
   return (
     <Card
-      title="Downloads"
+      title="Jobs"
       actions={
-        finished.length > RECENT && (
-          <Button variant="ghost" onClick={() => setShowAll((value) => !value)} aria-expanded={showAll}>
-            {showAll ? "Show recent only" : `Show all ${finished.length} finished`}
-          </Button>
-        )
+        <>
+          {finished.length > RECENT && (
+            <Button variant="ghost" onClick={() => setShowAll((value) => !value)} aria-expanded={showAll}>
+              {showAll ? "Show recent only" : `Show all ${finished.length} finished`}
+            </Button>
+          )}
+          {finished.length > 0 && (
+            <Button onClick={() => clear.mutate({})} busy={clear.isPending} title="Remove the finished jobs from this list">
+              Clear finished
+            </Button>
+          )}
+        </>
       }
     >
+      {clear.isError && (
+        <div className="mb-4">
+          <ErrorMessage error={clear.error} title="Could not clear the finished jobs" onDismiss={() => clear.reset()} />
+        </div>
+      )}
       <ul className="-my-4 divide-y divide-zinc-100 dark:divide-zinc-800">
         {active.map((job) => (
           <li key={job.id}>

@@ -1,0 +1,84 @@
+"""The one place the heavy libraries (torch, accelerate, transformers) are imported.
+
+transformers' lazy module is not safe to import from two threads at once: ``from transformers import
+AutoModelForCausalLM`` in two threads of a fresh process raises ``ImportError: cannot import name ...`` in one
+of them. So a thread that needs these libraries calls :func:`import_libraries` first: it imports every module in
+:data:`LIBRARIES` and resolves every name the backend uses, once per process, under one lock. Afterwards
+``from transformers import X`` only reads an attribute that is already set.
+
+Resolving a model class can still import more modeling code lazily (the auto classes import
+``transformers.models.<family>`` on first use), so code that builds models outside a load, such as on the meta
+device, holds :func:`import_lock` meanwhile. The start-up warm-up holds it for its whole run; a load that starts
+then waits for it instead of racing it.
+
+A feature that imports a new name from one of these libraries adds it to :data:`LIBRARIES`;
+``tests/backend/test_libraries.py`` fails for a name that is imported in ``backend/`` but not listed here.
+
+torch itself needs no lock: it is an ordinary package, whose import Python's own module locks serialise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+# (module, names resolved with getattr): what the backend imports from the heavy libraries.
+LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("torch", ()),
+    ("accelerate", ("init_empty_weights",)),
+    (
+        "transformers",
+        (
+            "AutoConfig",
+            "AutoModelForCausalLM",
+            "AutoTokenizer",
+            "StoppingCriteria",
+            "StoppingCriteriaList",
+            "set_seed",
+        ),
+    ),
+    ("transformers.generation.streamers", ("BaseStreamer",)),
+    ("transformers.utils", ("logging",)),
+)
+
+_LOCK = threading.RLock()
+_imported = False
+
+
+def import_libraries() -> None:
+    """Import the heavy libraries and resolve the names in :data:`LIBRARIES`, once per process.
+
+    Safe from any thread: the first caller imports under :func:`import_lock` while the others wait; later calls
+    return at once. Call it from worker threads only: the first call takes seconds (and waits for a running
+    warm-up), which would stall the event loop.
+
+    Raises:
+        ImportError: a library is missing or broken; the next call tries again.
+    """
+    global _imported
+    if _imported:
+        return
+    with _LOCK:
+        if _imported:
+            return
+        started = time.perf_counter()
+        for module_name, names in LIBRARIES:
+            module = importlib.import_module(module_name)
+            for name in names:
+                getattr(module, name)
+        _imported = True
+        logger.debug("imported %s in %.2fs", ", ".join(m for m, _ in LIBRARIES), time.perf_counter() - started)
+
+
+@contextmanager
+def import_lock() -> Iterator[None]:
+    """Hold the library lock: for work that may import more modeling code lazily (building models on the meta
+    device, say). Re-entrant, so it may wrap :func:`import_libraries`."""
+    with _LOCK:
+        yield
