@@ -19,14 +19,24 @@ const NAV = [
   { to: "/system", label: "System" },
 ];
 
-function LoadedPill() {
-  const { data } = useQuery({ ...getCurrentModelOptions(), refetchInterval: 5_000 });
-  const text = data?.loading
-    ? `Loading ${data.loading}…`
+export function LoadedPill() {
+  const { data } = useQuery({
+    ...getCurrentModelOptions(),
+    refetchInterval: (query) => (query.state.data?.activity === "idle" ? 5_000 : 1_000),
+  });
+  const loading = data?.activity === "loading" ? (data.loading ?? data.loading_job?.model_id ?? "a model") : null;
+  const text = loading
+    ? `Loading ${loading}…`
     : data?.metadata
-      ? `${data.metadata.model_id} · ${data.metadata.device}`
+      ? `${data.metadata.model_id} · ${data.activity === "generating" ? "generating" : data.metadata.device}`
       : "No model loaded";
-  const dot = data?.loading ? "bg-amber-500 animate-pulse" : data?.metadata ? "bg-brand-500" : "bg-zinc-400";
+  const dot = loading
+    ? "bg-amber-500 animate-pulse"
+    : data?.activity === "generating"
+      ? "bg-brand-500 animate-pulse"
+      : data?.metadata
+        ? "bg-brand-500"
+        : "bg-zinc-400";
   return (
     <NavLink
       to="/current"
