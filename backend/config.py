@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A download with no byte for this long is reported as stalled."
     )
     max_upload_gb: float = Field(20.0, gt=0, description="Largest model upload accepted, in GB (uncompressed).")
+    max_dataset_mb: float = Field(
+        256.0, gt=0, description="Largest dataset upload accepted (POST /datasets), in MB; it is read into memory."
+    )
     warmup: bool = Field(
         True, description="Import torch/transformers in the background at start-up so the first load is fast."
     )

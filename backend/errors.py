@@ -113,6 +113,16 @@ class InvalidModelError(StudioError):
     status_code, code = 422, "invalid_model"
 
 
+class InvalidDatasetError(StudioError):
+    """An uploaded dataset Orchard cannot read or train on; ``errors`` locates each fault ``{line, field, message}``."""
+
+    status_code, code = 422, "invalid_dataset"
+
+
+class DatasetNotFoundError(StudioError):
+    status_code, code = 404, "dataset_not_found"
+
+
 class UnsafeModelError(StudioError):
     """The model needs something unsafe that settings do not allow (remote code, pickle weights)."""
 

@@ -12,12 +12,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import chat, jobs, model_loader, openai_compat, system
+from backend.api import chat, datasets, jobs, model_loader, openai_compat, system
 from backend.api.access import require_access
 from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
 from backend.errors import ERROR_RESPONSES, PayloadTooLargeError, install_error_handlers
 from backend.services.chat_service import ChatService
+from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
@@ -38,18 +39,24 @@ class RedactTokens(logging.Filter):
 
 
 class UploadSizeLimit:
-    """Refuse an upload whose declared size is over the limit before its body is read (413)."""
+    """Refuse an upload whose declared size is over its path's limit before its body is read (413).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    Args:
+        limits: ``{path: (max_bytes, "the 20.0 GB limit (ORCHARD_MAX_UPLOAD_GB)")}`` for the upload routes (POST).
+    """
+
+    def __init__(self, app: ASGIApp, limits: dict[str, tuple[int, str]]) -> None:
+        self.app, self.limits = app, limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/model/upload":
+        limit = self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if limit is not None:
+            max_bytes, described = limit
             length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            if length is not None and length.isdigit() and int(length) > max_bytes:
                 error = PayloadTooLargeError(
-                    f"The upload is larger than the {self.max_bytes / 1e9:.1f} GB limit (ORCHARD_MAX_UPLOAD_GB).",
-                    limit_bytes=self.max_bytes,
+                    f"The upload is larger than {described}.",
+                    limit_bytes=max_bytes,
                 )
                 from fastapi.responses import JSONResponse
 
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model_service, app.state.jobs = service, jobs
         app.state.downloads, app.state.loads = downloads, loads
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
+        app.state.datasets = DatasetService(settings, service.cache)
         if settings.warmup:
             service.start_warmup()
         yield
@@ -94,7 +102,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
     )
     # Multipart framing adds a little; the exact limit is enforced again on the bytes written.
-    app.add_middleware(UploadSizeLimit, max_bytes=int(settings.max_upload_gb * 1e9) + 1024 * 1024)
+    framing = 1024 * 1024
+    limits = {
+        "/model/upload": (
+            int(settings.max_upload_gb * 1e9) + framing,
+            f"the {settings.max_upload_gb:.1f} GB limit (ORCHARD_MAX_UPLOAD_GB)",
+        ),
+        "/datasets": (
+            int(settings.max_dataset_mb * 1e6) + framing,
+            f"the {settings.max_dataset_mb:g} MB limit (ORCHARD_MAX_DATASET_MB)",
+        ),
+    }
+    app.add_middleware(UploadSizeLimit, limits=limits)
     install_error_handlers(app)
     routers = (
         system.router,
@@ -103,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.downloads_router,
         chat.router,
         openai_compat.router,
+        datasets.router,
     )
     for router in routers:
         app.include_router(router, dependencies=[Depends(require_access)])

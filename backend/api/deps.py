@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from backend.config import Settings
 from backend.services.chat_service import ChatService
+from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
@@ -39,6 +40,11 @@ def get_chat_service(request: Request) -> ChatService:
     return service
 
 
+def get_dataset_service(request: Request) -> DatasetService:
+    service: DatasetService = request.app.state.datasets
+    return service
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -50,3 +56,4 @@ DownloadsDep = Annotated[DownloadKind, Depends(get_downloads)]
 LoadsDep = Annotated[LoadKind, Depends(get_loads)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+DatasetServiceDep = Annotated[DatasetService, Depends(get_dataset_service)]

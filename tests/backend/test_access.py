@@ -25,6 +25,7 @@ API_ROUTES = [
     ("POST", "/model/unload"),
     ("GET", "/v1/models"),
     ("POST", "/chat"),
+    ("GET", "/datasets"),
 ]
 
 

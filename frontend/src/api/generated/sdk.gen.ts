@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, HealthData, HealthErrors, HealthResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, HealthData, HealthErrors, HealthResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -41,6 +41,55 @@ export const chat = <ThrowOnError extends boolean = false>(options: Options<Chat
  * Every setting, secrets redacted, with the device and dtype the optimizer chose.
  */
 export const getConfig = <ThrowOnError extends boolean = false>(options?: Options<GetConfigData, ThrowOnError>) => (options?.client ?? client).get<GetConfigResponses, GetConfigErrors, ThrowOnError>({ url: '/config', ...options });
+
+/**
+ * List Datasets
+ *
+ * Stored datasets, newest first.
+ */
+export const listDatasets = <ThrowOnError extends boolean = false>(options?: Options<ListDatasetsData, ThrowOnError>) => (options?.client ?? client).get<ListDatasetsResponses, ListDatasetsErrors, ThrowOnError>({ url: '/datasets', ...options });
+
+/**
+ * Upload Dataset
+ *
+ * Import a dataset: chat (messages), ShareGPT (conversations), instruction/input/output, prompt/completion or text.
+ *
+ * Every row is checked before anything is stored; a file with faulty rows gets 422 ``invalid_dataset`` with
+ * ``errors: [{line, field, message}]`` (the first twenty) and ``error_count``, and nothing is kept.
+ */
+export const uploadDataset = <ThrowOnError extends boolean = false>(options: Options<UploadDatasetData, ThrowOnError>) => (options.client ?? client).post<UploadDatasetResponses, UploadDatasetErrors, ThrowOnError>({
+    ...formDataBodySerializer,
+    url: '/datasets',
+    ...options,
+    headers: {
+        'Content-Type': null,
+        ...options.headers
+    }
+});
+
+/**
+ * Delete Dataset
+ *
+ * Delete a dataset's files.
+ */
+export const deleteDataset = <ThrowOnError extends boolean = false>(options: Options<DeleteDatasetData, ThrowOnError>) => (options.client ?? client).delete<DeleteDatasetResponses, DeleteDatasetErrors, ThrowOnError>({ url: '/datasets/{dataset_id}', ...options });
+
+/**
+ * Get Dataset
+ *
+ * The dataset with statistics: characters, duplicates, rows with nothing to train on, and, with a model
+ * loaded, token lengths through its chat template (histogram, rows over max_seq_length, which are dropped).
+ */
+export const getDataset = <ThrowOnError extends boolean = false>(options: Options<GetDatasetData, ThrowOnError>) => (options.client ?? client).get<GetDatasetResponses, GetDatasetErrors, ThrowOnError>({ url: '/datasets/{dataset_id}', ...options });
+
+/**
+ * Preview Dataset
+ *
+ * Rows rendered through the loaded model's chat template, cut into trained (assistant) and context segments.
+ *
+ * 409 ``model_not_loaded`` without a model: the template and tokenizer are the model's.
+ */
+export const previewDataset = <ThrowOnError extends boolean = false>(options: Options<PreviewDatasetData, ThrowOnError>) => (options.client ?? client).get<PreviewDatasetResponses, PreviewDatasetErrors, ThrowOnError>({ url: '/datasets/{dataset_id}/preview', ...options });
 
 /**
  * Health

@@ -31,6 +31,24 @@ export type AcceleratorStats = {
 };
 
 /**
+ * Body_uploadDataset
+ */
+export type BodyUploadDataset = {
+    /**
+     * File
+     *
+     * A .jsonl, .json (a list of rows) or .csv file.
+     */
+    file: Blob | File;
+    /**
+     * Name
+     *
+     * Name to show; default: the file's name.
+     */
+    name?: string | null;
+};
+
+/**
  * Body_uploadModel
  */
 export type BodyUploadModel = {
@@ -66,6 +84,30 @@ export type CancelResponse = {
      * Bytes of partial files removed (with purge=true).
      */
     purged_bytes?: number;
+};
+
+/**
+ * CharacterStats
+ *
+ * Characters of the messages' contents (or the text) per row; no model needed.
+ */
+export type CharacterStats = {
+    /**
+     * Max
+     */
+    max: number;
+    /**
+     * Mean
+     */
+    mean: number;
+    /**
+     * Min
+     */
+    min: number;
+    /**
+     * Total
+     */
+    total: number;
 };
 
 /**
@@ -228,6 +270,186 @@ export type CurrentModelResponse = {
     } & LoadJob) | null;
     memory: MemoryStats;
     metadata: ModelMetadata | null;
+};
+
+/**
+ * DatasetDetail
+ */
+export type DatasetDetail = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Format
+     *
+     * The uploaded file's format.
+     */
+    format: 'jsonl' | 'json' | 'csv';
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Num Examples
+     */
+    num_examples: number;
+    /**
+     * Shape
+     *
+     * The rows' shape as uploaded; every shape is stored as chat messages, except text.
+     */
+    shape: 'chat' | 'sharegpt' | 'instruction' | 'prompt_completion' | 'text';
+    /**
+     * Source Bytes
+     *
+     * Size of the uploaded file.
+     */
+    source_bytes: number;
+    /**
+     * Source Filename
+     */
+    source_filename: string;
+    statistics: DatasetStats;
+};
+
+/**
+ * DatasetInfo
+ *
+ * A stored dataset, as its metadata file holds it.
+ */
+export type DatasetInfo = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Format
+     *
+     * The uploaded file's format.
+     */
+    format: 'jsonl' | 'json' | 'csv';
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Num Examples
+     */
+    num_examples: number;
+    /**
+     * Shape
+     *
+     * The rows' shape as uploaded; every shape is stored as chat messages, except text.
+     */
+    shape: 'chat' | 'sharegpt' | 'instruction' | 'prompt_completion' | 'text';
+    /**
+     * Source Bytes
+     *
+     * Size of the uploaded file.
+     */
+    source_bytes: number;
+    /**
+     * Source Filename
+     */
+    source_filename: string;
+};
+
+/**
+ * DatasetList
+ */
+export type DatasetList = {
+    /**
+     * Datasets
+     */
+    datasets: Array<DatasetInfo>;
+};
+
+/**
+ * DatasetPreview
+ */
+export type DatasetPreview = {
+    /**
+     * Chat Template
+     */
+    chat_template: 'model' | 'fallback';
+    /**
+     * Dataset Id
+     */
+    dataset_id: string;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Rows
+     */
+    rows: Array<PreviewRow>;
+    /**
+     * Total
+     *
+     * Rows in the dataset.
+     */
+    total: number;
+};
+
+/**
+ * DatasetStats
+ */
+export type DatasetStats = {
+    characters: CharacterStats;
+    /**
+     * Duplicates
+     *
+     * Rows identical to an earlier row (after normalising).
+     */
+    duplicates: number;
+    /**
+     * No Trainable Tokens
+     *
+     * Rows with nothing to train on: no non-empty assistant turn.
+     */
+    no_trainable_tokens: number;
+    /**
+     * Num Examples
+     */
+    num_examples: number;
+    /**
+     * Null when no model is loaded; see tokens_reason.
+     */
+    tokens: TokenStats | null;
+    /**
+     * Tokens Reason
+     *
+     * Why `tokens` is null.
+     */
+    tokens_reason: string | null;
+};
+
+/**
+ * DeleteDatasetResponse
+ */
+export type DeleteDatasetResponse = {
+    /**
+     * Freed Bytes
+     */
+    freed_bytes: number;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Status
+     */
+    status?: 'deleted';
 };
 
 /**
@@ -605,6 +827,28 @@ export type HealthResponse = {
      * Warmup
      */
     warmup: 'pending' | 'running' | 'done' | 'failed' | 'off';
+};
+
+/**
+ * HistogramBin
+ */
+export type HistogramBin = {
+    /**
+     * Count
+     */
+    count: number;
+    /**
+     * End
+     *
+     * End of the bin, exclusive (the last bin also holds `end - 1` at most).
+     */
+    end: number;
+    /**
+     * Start
+     *
+     * First length in the bin.
+     */
+    start: number;
 };
 
 /**
@@ -1466,6 +1710,54 @@ export type OpenAiUsage = {
 };
 
 /**
+ * PreviewRow
+ */
+export type PreviewRow = {
+    /**
+     * Index
+     *
+     * Row number in the dataset, from 0.
+     */
+    index: number;
+    /**
+     * Num Tokens
+     */
+    num_tokens: number;
+    /**
+     * Segments
+     */
+    segments: Array<PreviewSegment>;
+    /**
+     * Text
+     *
+     * The whole rendered row: the segments' texts joined.
+     */
+    text: string;
+    /**
+     * Warning
+     *
+     * Set when the chat template could not render the row.
+     */
+    warning?: string | null;
+};
+
+/**
+ * PreviewSegment
+ */
+export type PreviewSegment = {
+    /**
+     * Text
+     */
+    text: string;
+    /**
+     * Trained
+     *
+     * True for the assistant turns (end-of-turn included): the loss is on these.
+     */
+    trained: boolean;
+};
+
+/**
  * RepoFile
  */
 export type RepoFile = {
@@ -1500,6 +1792,78 @@ export type StreamOptions = {
      */
     include_usage?: boolean;
     [key: string]: unknown;
+};
+
+/**
+ * TokenStats
+ *
+ * Lengths in tokens with the loaded model's tokenizer, each row rendered through its chat template.
+ */
+export type TokenStats = {
+    /**
+     * Chat Template
+     *
+     * model: the tokenizer's own template; fallback: chat's User:/Assistant: transcript.
+     */
+    chat_template: 'model' | 'fallback';
+    /**
+     * Histogram
+     *
+     * Row counts by token length; the counts sum to the rows.
+     */
+    histogram: Array<HistogramBin>;
+    /**
+     * Kept Examples
+     *
+     * Rows training keeps under the policy.
+     */
+    kept_examples: number;
+    /**
+     * Max
+     */
+    max: number;
+    /**
+     * Max Seq Length
+     */
+    max_seq_length: number;
+    /**
+     * Mean
+     */
+    mean: number;
+    /**
+     * Min
+     */
+    min: number;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Over Max Seq Length
+     *
+     * Rows longer than max_seq_length tokens.
+     */
+    over_max_seq_length: number;
+    /**
+     * Policy
+     *
+     * What training does with rows over max_seq_length.
+     */
+    policy: 'drop';
+    /**
+     * Policy Note
+     */
+    policy_note: string;
+    /**
+     * Total
+     */
+    total: number;
+    /**
+     * Unrenderable
+     *
+     * Rows the chat template refused (not in the histogram).
+     */
+    unrenderable: number;
 };
 
 /**
@@ -1707,6 +2071,174 @@ export type GetConfigResponses = {
 };
 
 export type GetConfigResponse = GetConfigResponses[keyof GetConfigResponses];
+
+export type ListDatasetsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/datasets';
+};
+
+export type ListDatasetsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListDatasetsError = ListDatasetsErrors[keyof ListDatasetsErrors];
+
+export type ListDatasetsResponses = {
+    /**
+     * Successful Response
+     */
+    200: DatasetList;
+};
+
+export type ListDatasetsResponse = ListDatasetsResponses[keyof ListDatasetsResponses];
+
+export type UploadDatasetData = {
+    body: BodyUploadDataset;
+    path?: never;
+    query?: never;
+    url: '/datasets';
+};
+
+export type UploadDatasetErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type UploadDatasetError = UploadDatasetErrors[keyof UploadDatasetErrors];
+
+export type UploadDatasetResponses = {
+    /**
+     * Successful Response
+     */
+    201: DatasetInfo;
+};
+
+export type UploadDatasetResponse = UploadDatasetResponses[keyof UploadDatasetResponses];
+
+export type DeleteDatasetData = {
+    body?: never;
+    path: {
+        /**
+         * Dataset Id
+         *
+         * The dataset's id, as POST /datasets returned it.
+         */
+        dataset_id: string;
+    };
+    query?: never;
+    url: '/datasets/{dataset_id}';
+};
+
+export type DeleteDatasetErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DeleteDatasetError = DeleteDatasetErrors[keyof DeleteDatasetErrors];
+
+export type DeleteDatasetResponses = {
+    /**
+     * Successful Response
+     */
+    200: DeleteDatasetResponse;
+};
+
+export type DeleteDatasetResponse2 = DeleteDatasetResponses[keyof DeleteDatasetResponses];
+
+export type GetDatasetData = {
+    body?: never;
+    path: {
+        /**
+         * Dataset Id
+         *
+         * The dataset's id, as POST /datasets returned it.
+         */
+        dataset_id: string;
+    };
+    query?: {
+        /**
+         * Max Seq Length
+         *
+         * Default: ORCHARD_TRAIN_MAX_SEQ_LENGTH.
+         */
+        max_seq_length?: number | null;
+        /**
+         * Bins
+         *
+         * Bins of the token-length histogram.
+         */
+        bins?: number;
+    };
+    url: '/datasets/{dataset_id}';
+};
+
+export type GetDatasetErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetDatasetError = GetDatasetErrors[keyof GetDatasetErrors];
+
+export type GetDatasetResponses = {
+    /**
+     * Successful Response
+     */
+    200: DatasetDetail;
+};
+
+export type GetDatasetResponse = GetDatasetResponses[keyof GetDatasetResponses];
+
+export type PreviewDatasetData = {
+    body?: never;
+    path: {
+        /**
+         * Dataset Id
+         *
+         * The dataset's id, as POST /datasets returned it.
+         */
+        dataset_id: string;
+    };
+    query?: {
+        /**
+         * Offset
+         */
+        offset?: number;
+        /**
+         * Limit
+         */
+        limit?: number;
+    };
+    url: '/datasets/{dataset_id}/preview';
+};
+
+export type PreviewDatasetErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type PreviewDatasetError = PreviewDatasetErrors[keyof PreviewDatasetErrors];
+
+export type PreviewDatasetResponses = {
+    /**
+     * Successful Response
+     */
+    200: DatasetPreview;
+};
+
+export type PreviewDatasetResponse = PreviewDatasetResponses[keyof PreviewDatasetResponses];
 
 export type HealthData = {
     body?: never;

@@ -1,0 +1,106 @@
+"""Response models for the ``/datasets`` endpoints (uploads are multipart forms, so there is no request body)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DatasetFormat = Literal["jsonl", "json", "csv"]
+DatasetShape = Literal["chat", "sharegpt", "instruction", "prompt_completion", "text"]
+TemplateSource = Literal["model", "fallback"]
+
+
+class DatasetInfo(BaseModel):
+    """A stored dataset, as its metadata file holds it."""
+
+    id: str
+    name: str
+    format: DatasetFormat = Field(description="The uploaded file's format.")
+    shape: DatasetShape = Field(
+        description="The rows' shape as uploaded; every shape is stored as chat messages, except text."
+    )
+    num_examples: int
+    created_at: datetime
+    source_filename: str
+    source_bytes: int = Field(description="Size of the uploaded file.")
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetInfo]
+
+
+class CharacterStats(BaseModel):
+    """Characters of the messages' contents (or the text) per row; no model needed."""
+
+    min: int
+    max: int
+    mean: float
+    total: int
+
+
+class HistogramBin(BaseModel):
+    start: int = Field(description="First length in the bin.")
+    end: int = Field(description="End of the bin, exclusive (the last bin also holds `end - 1` at most).")
+    count: int
+
+
+class TokenStats(BaseModel):
+    """Lengths in tokens with the loaded model's tokenizer, each row rendered through its chat template."""
+
+    model_id: str
+    chat_template: TemplateSource = Field(
+        description="model: the tokenizer's own template; fallback: chat's User:/Assistant: transcript."
+    )
+    max_seq_length: int
+    min: int
+    max: int
+    mean: float
+    total: int
+    histogram: list[HistogramBin] = Field(description="Row counts by token length; the counts sum to the rows.")
+    over_max_seq_length: int = Field(description="Rows longer than max_seq_length tokens.")
+    unrenderable: int = Field(description="Rows the chat template refused (not in the histogram).")
+    kept_examples: int = Field(description="Rows training keeps under the policy.")
+    policy: Literal["drop"] = Field(description="What training does with rows over max_seq_length.")
+    policy_note: str
+
+
+class DatasetStats(BaseModel):
+    num_examples: int
+    characters: CharacterStats
+    duplicates: int = Field(description="Rows identical to an earlier row (after normalising).")
+    no_trainable_tokens: int = Field(description="Rows with nothing to train on: no non-empty assistant turn.")
+    tokens: TokenStats | None = Field(description="Null when no model is loaded; see tokens_reason.")
+    tokens_reason: str | None = Field(description="Why `tokens` is null.")
+
+
+class DatasetDetail(DatasetInfo):
+    statistics: DatasetStats
+
+
+class PreviewSegment(BaseModel):
+    text: str
+    trained: bool = Field(description="True for the assistant turns (end-of-turn included): the loss is on these.")
+
+
+class PreviewRow(BaseModel):
+    index: int = Field(description="Row number in the dataset, from 0.")
+    text: str = Field(description="The whole rendered row: the segments' texts joined.")
+    segments: list[PreviewSegment]
+    num_tokens: int
+    warning: str | None = Field(None, description="Set when the chat template could not render the row.")
+
+
+class DatasetPreview(BaseModel):
+    dataset_id: str
+    model_id: str
+    chat_template: TemplateSource
+    total: int = Field(description="Rows in the dataset.")
+    rows: list[PreviewRow]
+
+
+class DeleteDatasetResponse(BaseModel):
+    id: str
+    status: Literal["deleted"] = "deleted"
+    freed_bytes: int
