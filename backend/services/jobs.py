@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
@@ -96,6 +97,9 @@ class JobKind(Generic[J]):
     schema: ClassVar[type[JobBase]]
     phases: ClassVar[tuple[str, ...]]
     resumable: ClassVar[bool] = False
+    # Run this kind's jobs one after another on one long-lived thread: torch sets up its CPU thread pool once per
+    # calling thread (tens of milliseconds), which a load on a fresh thread would pay every time.
+    serial: ClassVar[bool] = False
     manager: JobManager
 
     def run(self, run: JobRun[J]) -> dict[str, Any]:
@@ -139,6 +143,7 @@ class JobManager:
         self.store.mark_interrupted()
         self._jobs: dict[str, AnyJob] = {job.id: job for job in self.store.load_all()}
         self._runs: dict[str, JobRun[Any]] = {}
+        self._workers: dict[str, ThreadPoolExecutor] = {}
         self.prune()
 
     def register(self, kind: JobKind[Any]) -> None:
@@ -286,6 +291,8 @@ class JobManager:
             run.cancel.set()
         for run in runs:
             run.done.wait(timeout)
+        for worker in self._workers.values():
+            worker.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
     # ----------------------------------------------------------------- internals
@@ -320,7 +327,12 @@ class JobManager:
         self._runs[job.id] = run
         self._jobs[job.id] = job
         self.store.save(job)
-        threading.Thread(target=self._work, args=(run,), name=f"{job.kind}-{job.id}", daemon=True).start()
+        if kind.serial:
+            if kind.name not in self._workers:
+                self._workers[kind.name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"orchard-{kind.name}")
+            self._workers[kind.name].submit(self._work, run)
+        else:
+            threading.Thread(target=self._work, args=(run,), name=f"{job.kind}-{job.id}", daemon=True).start()
         return self._public(job)
 
     def _changed(self, run: JobRun[Any], phase: bool) -> None:

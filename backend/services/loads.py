@@ -24,6 +24,7 @@ class LoadKind(JobKind[LoadJob]):
     schema = LoadJob
     phases = ("queued", "preparing", "loading")
     resumable = True  # running a load again is all a resume needs
+    serial = True
 
     def __init__(self, models: ModelService) -> None:
         self.models = models
@@ -71,9 +72,15 @@ class LoadKind(JobKind[LoadJob]):
         device, dtype = self.models.placement(job.device, job.dtype)
         run.update(status="loading", model_id=model_id, path=str(path))
 
+        last = [-1.0]
+
         def on_progress(done: int, total: int | None) -> None:
             percent = round(100 * done / total, 2) if total else None
-            run.update(progress=JobProgress(completed=done, total=total, unit="tensors", percent=percent))
+            # One update per percent is as smooth as the bar can show, and keeps a load of thousands of
+            # tensors from spending its time copying the job record.
+            if percent is None or percent - last[0] >= 1 or done == total:
+                last[0] = percent if percent is not None else last[0]
+                run.update(progress=JobProgress(completed=done, total=total, unit="tensors", percent=percent))
 
         loaded = self.models.load_folder(
             path,
