@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     chat_max_new_tokens: int = Field(
         512, ge=1, description="Tokens a reply may have when the request does not say (max_tokens)."
     )
+    chat_max_batch: int = Field(
+        8, ge=1, le=256, description="Chat replies that share one decoding step (batched); 1 = one at a time."
+    )
     chat_queue_size: int = Field(
         8, ge=0, description="Chat requests that may wait for the model; past it they get 503 with Retry-After."
     )

@@ -2,17 +2,17 @@
 
 A request becomes a :class:`Generation`. Starting one (``ChatService.start``, called off the event loop)
 borrows the loaded model from the process-wide cache (so unload and replace answer 409 until it ends),
-renders the prompt with the tokenizer's chat template, and takes a place in the queue; each generation then
-runs ``model.generate`` on its own worker thread, one at a time, first come first served. Tokens reach the
-event loop through ``call_soon_threadsafe``, never by blocking it. Cancelling (the client went away, or
-pressed stop) sets a flag that a stopping criterion checks after every token, so the worker ends within one
-token's time.
+renders the prompt with the tokenizer's chat template, and takes a place in the queue. One long-lived worker
+thread runs every generation: up to ``ORCHARD_CHAT_MAX_BATCH`` of them share each decoding step
+(:mod:`backend.services.batching`); a request that arrives joins the batch at the next step, one that ends
+leaves it, and the rest wait in line, first come first served. Tokens reach the event loop through
+``call_soon_threadsafe``, never by blocking it. Cancelling (the client went away, or pressed stop) sets a flag
+checked after every step, so a generation ends within one token's time and the others go on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import logging
 import threading
@@ -25,8 +25,9 @@ from typing import Any
 from backend.config import Settings
 from backend.errors import InvalidRequestError, ModelNotLoadedError, ServerBusyError, StudioError
 from backend.schemas.chat import ChatMessage, FinishReason, SamplingParams, Usage
+from backend.services.batching import BatchDecoder, Row, kv_bytes_per_token, make_processors
 from backend.services.model_service import LoadedModel, ModelCache
-from backend.utils.libraries import import_libraries
+from backend.utils.mac_optimization import GB, MACOptimizer
 
 logger = logging.getLogger(__name__)
 
@@ -59,23 +60,26 @@ Event = TokenEvent | DoneEvent | ErrorEvent
 
 
 class GenerationQueue:
-    """The line of generations: first come first served, one running, at most ``size`` waiting behind it."""
+    """The line of generations: first come first served; up to ``slots`` share the running batch, and at most
+    ``size`` more wait behind them (past that, :class:`ServerBusyError`)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, slots: int = 1) -> None:
         self.size = size
+        self.slots = slots
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()
-        self._running: Generation | None = None
+        self._running: list[Generation] = []
         self._closed = False
 
     def join(self, generation: Generation) -> None:
         """Take a place in the line, or raise :class:`ServerBusyError` when it is full. Never blocks."""
         with self._cond:
-            taken = (self._running is not None) + len(self._waiting)
-            if taken > self.size:  # one generating, ``size`` waiting
+            taken = len(self._running) + len(self._waiting)
+            if taken >= self.slots + self.size:
                 raise ServerBusyError(
                     f"{taken} chat requests are already running or waiting for the model "
-                    f"(ORCHARD_CHAT_QUEUE_SIZE={self.size}); retry in a few seconds.",
+                    f"(ORCHARD_CHAT_MAX_BATCH={self.slots}, ORCHARD_CHAT_QUEUE_SIZE={self.size}); "
+                    "retry in a few seconds.",
                     retry_after=2,
                 )
             self._waiting.append(generation)
@@ -89,16 +93,33 @@ class GenerationQueue:
                 return True
             return False
 
-    def next(self) -> Generation | None:
-        """Block until a generation is first in line and make it the running one; None once closed."""
+    def take(
+        self, limit: int, *, block: bool, fits: Callable[[Generation], bool] | None = None
+    ) -> list[Generation] | None:
+        """Move up to ``limit`` waiting generations into the batch, in order, while ``fits`` says the next one has
+        room. With ``block``, wait until there is at least one. None once the queue is closed."""
         with self._cond:
-            self._running = None
-            while not self._waiting and not self._closed:
+            while block and not self._waiting and not self._closed:
                 self._cond.wait()
             if self._closed:
                 return None
-            self._running = self._waiting.popleft()
-            return self._running
+            taken: list[Generation] = []
+            while (
+                self._waiting
+                and len(taken) < limit
+                and len(self._running) < self.slots
+                and (fits is None or fits(self._waiting[0]))
+            ):
+                generation = self._waiting.popleft()
+                self._running.append(generation)
+                taken.append(generation)
+            return taken
+
+    def done(self, generation: Generation) -> None:
+        """A generation left the batch: its slot is free."""
+        with self._cond:
+            if generation in self._running:
+                self._running.remove(generation)
 
     def close(self) -> list[Generation]:
         """Stop handing out generations; returns those still waiting."""
@@ -112,6 +133,11 @@ class GenerationQueue:
     def waiting(self) -> int:
         with self._cond:
             return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
 
 
 @dataclass
@@ -208,13 +234,44 @@ class _Detokenizer:
         return rest
 
 
+@dataclass
+class _Sequence:
+    """A generation while it is in the batch: its row, its detokenizer, when its tokens came."""
+
+    generation: Generation
+    row: Row
+    detok: _Detokenizer
+    eos: list[int]
+    started: float
+    marks: list[float] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, generation: Generation, loaded: LoadedModel, decoder: BatchDecoder) -> _Sequence:
+        params = generation.params
+        sampling = params.temperature > 0
+        processors, generator = make_processors(params, decoder.device, sampling)
+        row = Row(key=None, ids=list(generation.prompt_ids), length=0, processors=processors, sample=sampling)
+        row.generator = generator
+        seq = cls(
+            generation=generation,
+            row=row,
+            detok=_Detokenizer(loaded.tokenizer, generation.stops),
+            eos=_eos_ids(loaded.model, loaded.tokenizer),
+            started=time.perf_counter(),
+        )
+        row.key = seq
+        return seq
+
+
 class ChatService:
-    """Generates with the model in ``cache``; one generation at a time, the rest wait in a bounded queue."""
+    """Generates with the model in ``cache``: up to ``ORCHARD_CHAT_MAX_BATCH`` replies share each decoding step,
+    the rest wait in a bounded queue."""
 
     def __init__(self, settings: Settings, cache: ModelCache) -> None:
         self.settings = settings
         self.cache = cache
-        self.queue = GenerationQueue(settings.chat_queue_size)
+        self.queue = GenerationQueue(settings.chat_queue_size, settings.chat_max_batch)
+        self.optimizer = MACOptimizer.from_settings(settings)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._active: dict[int, tuple[Generation, LoadedModel]] = {}
@@ -346,110 +403,134 @@ class ChatService:
     # ------------------------------------------------------------------ running
 
     def _work(self) -> None:
-        while (generation := self.queue.next()) is not None:
-            self._run(generation)
+        """The batch loop: admit who is waiting (up to the free slots), decode one step for everyone, repeat."""
+        decoder: BatchDecoder | None = None
+        while True:
+            if decoder is not None and decoder.size == 0:
+                decoder = None  # nothing of the last batch's model stays referenced while the worker waits
+            if decoder is None:  # a new batch starts with the first in line
+                first = self.queue.take(1, block=True)
+                if first is None:
+                    return
+                decoder = self._admit_all(None, first)
+            more = self.queue.take(self._free_slots(decoder), block=False, fits=self._kv_fits(decoder))
+            if more is None:  # shutting down: whoever is still in the batch ends as cancelled
+                for row in decoder.rows if decoder is not None else []:
+                    self._end(row.key, "cancelled")
+                return
+            decoder = self._admit_all(decoder, more)
+            if decoder is not None and decoder.size:
+                self._step(decoder)
 
-    def _run(self, generation: Generation) -> None:
-        # Its own frame, so that nothing of the model stays referenced while the worker waits for the next one.
-        with self._lock:
-            loaded = self._active[generation.id][1]
+    def _admit_all(self, decoder: BatchDecoder | None, generations: list[Generation]) -> BatchDecoder | None:
+        for generation in generations:
+            with self._lock:
+                loaded = self._active[generation.id][1]
+            if decoder is None:
+                decoder = BatchDecoder(loaded.model)
+            self._admit(decoder, _Sequence.start(generation, loaded, decoder))
+            del loaded
+        return decoder
+
+    def _free_slots(self, decoder: BatchDecoder | None) -> int:
+        """How many more sequences may join now: the setting less those running; one at a time for a model
+        whose cache cannot be padded (sliding-window layers)."""
+        running = decoder.size if decoder is not None else 0
+        if decoder is not None and running and not BatchDecoder.can_batch(decoder.model):
+            return 0
+        return max(self.queue.slots - running, 0)
+
+    def _kv_fits(self, decoder: BatchDecoder | None) -> Callable[[Generation], bool]:
+        """Whether one more sequence's KV cache (prompt + reply at most) fits in the memory free on the device."""
+        if decoder is None or decoder.size == 0:
+            return lambda generation: True
+        per_token = kv_bytes_per_token(decoder.model)
+        free = self.optimizer.memory_available_gb(decoder.device.type) * GB
+
+        def fits(generation: Generation) -> bool:
+            return per_token * (len(generation.prompt_ids) + generation.max_new_tokens) <= free
+
+        return fits
+
+    def _admit(self, decoder: BatchDecoder, seq: _Sequence) -> None:
+        """Prefill a new sequence alone, pick its first token, and have it join the batch unless it is done."""
+        generation = seq.generation
+        if generation.cancelled.is_set():  # cancelled just as its turn came
+            self._end(seq, "cancelled")
+            return
         try:
-            if generation.cancelled.is_set():  # cancelled just as its turn came
-                done = self._done(generation, "", 0, "cancelled", started=time.perf_counter())
-            else:
-                done = self._generate(generation, loaded)
-            self.recent.append(done)
-            generation.emit(done)
-        except StudioError as exc:
-            generation.emit(ErrorEvent(exc))
+            logits = decoder.prefill(seq.row)
+            if not self._accept(seq, decoder.choose(seq.row, logits[0])):
+                return
+            decoder.join(seq.row)
         except Exception as exc:
-            logger.exception("generation %s failed", generation.id)
-            generation.emit(ErrorEvent(StudioError(f"Generation failed: {type(exc).__name__}. See the log.")))
-        finally:
-            self._finish(generation)
+            self._fail(seq, exc)
+
+    def _step(self, decoder: BatchDecoder) -> None:
+        """One decoding step for the whole batch; the sequences that end leave it."""
+        try:
+            logits = decoder.step()
+        except Exception as exc:  # the batch cannot go on: every sequence in it ends with the error
+            for row in decoder.rows:
+                self._fail(row.key, exc)
+            decoder.leave(list(decoder.rows))
+            return
+        leaving = []
+        for i, row in enumerate(decoder.rows):
+            seq: _Sequence = row.key
+            if seq.generation.cancelled.is_set():
+                self._end(seq, "cancelled")
+                leaving.append(row)
+            elif not self._accept(seq, decoder.choose(row, logits[i])):
+                leaving.append(row)
+        decoder.leave(leaving)
+
+    def _accept(self, seq: _Sequence, token: int) -> bool:
+        """Take a sequence's new token: stream its text; end it at EOS, a stop sequence, its length or a cancel.
+        Returns whether it goes on."""
+        row, generation = seq.row, seq.generation
+        row.ids.append(token)
+        row.next_input = token
+        seq.marks.append(time.perf_counter())
+        text = seq.detok.add([token])
+        if text:
+            generation.emit(TokenEvent(text))
+        if token in seq.eos or seq.detok.stopped:
+            self._end(seq, "stop")
+        elif generation.cancelled.is_set():
+            self._end(seq, "cancelled")
+        elif len(seq.detok.ids) >= generation.max_new_tokens:
+            self._end(seq, "length")
+        else:
+            return True
+        return False
+
+    def _end(self, seq: _Sequence, reason: FinishReason) -> None:
+        generation = seq.generation
+        tail = seq.detok.flush()
+        if tail:
+            generation.emit(TokenEvent(tail))
+        done = self._done(generation, seq.detok.text, len(seq.detok.ids), reason, started=seq.started, marks=seq.marks)
+        self.recent.append(done)
+        generation.emit(done)
+        self._finish(generation)
+
+    def _fail(self, seq: _Sequence, exc: Exception) -> None:
+        if isinstance(exc, StudioError):
+            error = exc
+        else:
+            logger.error("generation %s failed", seq.generation.id, exc_info=exc)
+            error = StudioError(f"Generation failed: {type(exc).__name__}. See the log.")
+        seq.generation.emit(ErrorEvent(error))
+        self._finish(seq.generation)
 
     def _finish(self, generation: Generation) -> None:
+        self.queue.done(generation)
         with self._lock:
             if self._active.pop(generation.id, None) is None:
                 return
         self.cache.give_back()
         generation.finished.set()
-
-    def _generate(self, generation: Generation, loaded: LoadedModel) -> DoneEvent:
-        import_libraries()
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.streamers import BaseStreamer
-
-        model, tokenizer, params = loaded.model, loaded.tokenizer, generation.params
-        detok = _Detokenizer(tokenizer, generation.stops)
-        started = time.perf_counter()
-        marks: list[float] = []  # when each token arrived
-        eos = _eos_ids(model, tokenizer)
-
-        class Streamer(BaseStreamer):
-            prompt_seen = False
-
-            def put(self, value: Any) -> None:
-                if not self.prompt_seen:  # generate() first hands over the prompt
-                    self.prompt_seen = True
-                    return
-                ids = [int(i) for i in value.reshape(-1).tolist()]
-                marks.extend([time.perf_counter()] * len(ids))
-                text = detok.add(ids)
-                if text:
-                    generation.emit(TokenEvent(text))
-                if detok.stopped:
-                    generation.cancel()
-
-            def end(self) -> None:
-                pass
-
-        class Stop(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), generation.cancelled.is_set(), device=input_ids.device)
-
-        config = copy.deepcopy(model.generation_config)
-        sampling = params.temperature > 0
-        config.update(
-            max_new_tokens=generation.max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=params.top_k if sampling else None,
-            repetition_penalty=params.repetition_penalty,
-            pad_token_id=config.pad_token_id if config.pad_token_id is not None else tokenizer.pad_token_id,
-        )
-        if config.pad_token_id is None and eos:
-            config.pad_token_id = eos[0]
-        if params.seed is not None:
-            from transformers import set_seed
-
-            set_seed(params.seed)  # one generation at a time, so the global generators are ours
-        device = next(model.parameters()).device
-        input_ids = torch.tensor([generation.prompt_ids], device=device)
-        with torch.inference_mode():
-            model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                streamer=Streamer(),
-                stopping_criteria=StoppingCriteriaList([Stop()]),
-            )
-        tail = detok.flush()
-        if tail:
-            generation.emit(TokenEvent(tail))
-        produced = len(detok.ids)
-        reason: FinishReason
-        if detok.stopped or (detok.ids and detok.ids[-1] in eos):
-            reason = "stop"
-        elif generation.cancelled.is_set():
-            reason = "cancelled"
-        elif produced >= generation.max_new_tokens:
-            reason = "length"
-        else:
-            reason = "stop"
-        return self._done(generation, detok.text, produced, reason, started=started, marks=marks)
 
     def _done(
         self,

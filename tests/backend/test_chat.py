@@ -61,14 +61,14 @@ def chat_service(server: LiveServer) -> ChatService:
 def hold_generations(service: ChatService) -> tuple[threading.Event, threading.Event]:
     """Make each generation wait, once its turn comes, until the test sets ``gate``; ``started`` tells it came."""
     started, gate = threading.Event(), threading.Event()
-    original = service._generate
+    original = service._admit
 
-    def held(generation: Any, loaded: Any) -> Any:
+    def held(decoder: Any, seq: Any) -> Any:
         started.set()
         gate.wait(30)
-        return original(generation, loaded)
+        return original(decoder, seq)
 
-    service._generate = held  # type: ignore[method-assign]
+    service._admit = held  # type: ignore[method-assign]
     return started, gate
 
 
@@ -263,6 +263,7 @@ def test_client_disconnect_stops_generation(server: LiveServer) -> None:
 def test_queue_overflow_gets_503_with_retry_after(server: LiveServer) -> None:
     load(server)
     service = chat_service(server)
+    service.queue.slots = 1  # one generating and ORCHARD_CHAT_QUEUE_SIZE waiting: the bound this test is about
     _started, gate = hold_generations(service)
     body = {"messages": HELLO, "max_new_tokens": 2, "stream": False}
     results: list[int] = []
