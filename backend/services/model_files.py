@@ -199,7 +199,7 @@ def count_parameters_from_config(config: dict[str, Any]) -> int | None:
     """
     try:
         import_libraries()
-        from accelerate import init_empty_weights
+        import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
         cfg_dict = dict(config)
@@ -209,7 +209,9 @@ def count_parameters_from_config(config: dict[str, Any]) -> int | None:
         # An architecture not seen yet imports its modeling code lazily here: hold the lock while it does.
         with import_lock():
             cfg = AutoConfig.for_model(model_type, **cfg_dict)
-            with init_empty_weights():
+            # torch's device context is this thread's alone; accelerate's init_empty_weights patches nn.Module for
+            # every thread, so a model another thread builds meanwhile (a load) would come out on the meta device.
+            with torch.device("meta"):
                 model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)  # type: ignore[no-untyped-call]
         return int(sum(p.numel() for p in model.parameters()))
     except Exception:  # an unknown or malformed architecture: the count is just unknown

@@ -569,7 +569,6 @@ class ModelService:
             with import_lock():
                 import_libraries()
                 import torch
-                from accelerate import init_empty_weights
                 from transformers import AutoConfig, AutoModelForCausalLM
 
                 # Building tiny models on the meta device imports and initialises the modeling code of the common
@@ -591,7 +590,7 @@ class ModelService:
                         eos_token_id=2,
                         pad_token_id=0,
                     )
-                    with init_empty_weights():
+                    with torch.device("meta"):  # this thread only (see count_parameters_from_config)
                         AutoModelForCausalLM.from_config(cfg)  # type: ignore[no-untyped-call]
                 torch.zeros(1)
             # The libraries just imported leave ~10^6 long-lived objects that every full collection scans (about

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 # (module, names resolved with getattr): what the backend imports from the heavy libraries.
 LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch", ()),
-    ("accelerate", ("init_empty_weights",)),
+    ("accelerate", ()),
     (
         "transformers",
         (

@@ -328,3 +328,6 @@ def test_a_load_during_the_warmup_waits_for_it(settings: Settings, local_models:
         assert current["metadata"]["model_id"] == "tiny-gpt2"
         assert client.delete(f"/jobs/{job['id']}").json()["job"]["status"] == "cancelled"
         assert process_cache().current is before
+        service: ModelService = client.app.state.model_service  # type: ignore[attr-defined]
+    # The lock is free: the warm-up finishes now, while the model is still loaded, before the next test runs.
+    assert service.wait_for_warmup(timeout=60) and service.warmup_state == "done"
