@@ -1,7 +1,8 @@
 """Step-level batching for the transformers engine: requests share one forward pass per decoding step.
 
-A request joins the running batch at the next step: its prompt is prefilled alone (its own KV cache), then its
-cache is left-padded to the batch's length and stacked onto the batch's (or the batch's padded to its length).
+A request joins the running batch at the next step: the prompts that arrived since the last step are prefilled
+together (left-padded, their own KV cache), then that cache is left-padded to the batch's length and stacked onto
+the batch's (or the batch's padded to its length).
 Each step feeds every sequence its last token with its own position id and an attention mask that hides the
 padding, so a greedy reply is the one it would get alone. A sequence that finishes or is cancelled leaves the
 batch at once (its rows are dropped, and padding columns no sequence needs any more are trimmed). Every sequence
@@ -62,43 +63,44 @@ class BatchDecoder:
 
     # ----------------------------------------------------------------- rows in and out
 
-    def prefill(self, row: Row) -> Any:
-        """Run ``row``'s prompt alone and return the logits of its last position; the row is not in the batch
-        until :meth:`join` (so a reply that ends at its first token never touches the batch)."""
+    def prefill(self, rows: list[Row]) -> Any:
+        r"""Run the new rows' prompts together (left-padded, in one forward), add them to the batch, and return
+        the logits of each one's last position, ``[len(rows), vocab]``. A row that ends at its first token
+        simply :meth:`leave`\ s again."""
         import_libraries()
         from transformers import DynamicCache
 
         torch = self._torch
-        ids = torch.tensor([row.ids], device=self.device)
-        cache = DynamicCache(config=self.model.config)
+        width = max(len(row.ids) for row in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row.ids) :] = torch.tensor(row.ids, device=self.device)
+            mask[i, width - len(row.ids) :] = 1
+            row.length = len(row.ids)
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                position_ids=torch.arange(ids.shape[1], device=self.device)[None],
-                cache=cache,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+                cache=DynamicCache(config=self.model.config),
                 use_cache=True,
             )
-        row.length = ids.shape[1]
-        row.extra["cache"] = out.cache
+        self._stack(out.cache, mask, rows)
         return out.logits[:, -1, :].float()
 
-    def join(self, row: Row) -> None:
-        """Add a prefilled row to the batch, left-padding whichever side is shorter."""
+    def _stack(self, cache: Any, mask: Any, rows: list[Row]) -> None:
+        """Put prefilled rows under the batch's, left-padding whichever side is shorter."""
         torch = self._torch
-        cache = row.extra.pop("cache")
-        new_len = cache.get_seq_length()
-        new_mask = torch.ones((1, new_len), dtype=torch.long, device=self.device)
         if self.cache is None:
-            self.cache, self.mask, self.rows = cache, new_mask, [row]
+            self.cache, self.mask, self.rows = cache, mask, list(rows)
             return
-        old_len = self.mask.shape[1]
-        width = max(old_len, new_len)
+        width = max(self.mask.shape[1], mask.shape[1])
         for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)], dim=0)
             mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)], dim=0)
-        self.mask = torch.cat([_left_pad_mask(self.mask, width), _left_pad_mask(new_mask, width)], dim=0)
-        self.rows.append(row)
+        self.mask = torch.cat([_left_pad_mask(self.mask, width), _left_pad_mask(mask, width)], dim=0)
+        self.rows.extend(rows)
 
     def leave(self, leaving: list[Row]) -> None:
         """Drop these rows; trim the padding columns no remaining row needs."""

@@ -423,13 +423,17 @@ class ChatService:
                 self._step(decoder)
 
     def _admit_all(self, decoder: BatchDecoder | None, generations: list[Generation]) -> BatchDecoder | None:
+        """Prefill the newcomers together, pick each one's first token, and keep in the batch those not done."""
+        seqs = []
         for generation in generations:
             with self._lock:
                 loaded = self._active[generation.id][1]
             if decoder is None:
                 decoder = BatchDecoder(loaded.model)
-            self._admit(decoder, _Sequence.start(generation, loaded, decoder))
+            seqs.append(_Sequence.start(generation, loaded, decoder))
             del loaded
+        if decoder is not None and seqs:
+            self._admit(decoder, seqs)
         return decoder
 
     def _free_slots(self, decoder: BatchDecoder | None) -> int:
@@ -452,19 +456,21 @@ class ChatService:
 
         return fits
 
-    def _admit(self, decoder: BatchDecoder, seq: _Sequence) -> None:
-        """Prefill a new sequence alone, pick its first token, and have it join the batch unless it is done."""
-        generation = seq.generation
-        if generation.cancelled.is_set():  # cancelled just as its turn came
+    def _admit(self, decoder: BatchDecoder, seqs: list[_Sequence]) -> None:
+        """Prefill new sequences in one forward and take their first tokens; those that end leave at once."""
+        for seq in [s for s in seqs if s.generation.cancelled.is_set()]:  # cancelled just as their turn came
             self._end(seq, "cancelled")
+        seqs = [s for s in seqs if not s.generation.cancelled.is_set()]
+        if not seqs:
             return
         try:
-            logits = decoder.prefill(seq.row)
-            if not self._accept(seq, decoder.choose(seq.row, logits[0])):
-                return
-            decoder.join(seq.row)
+            logits = decoder.prefill([seq.row for seq in seqs])
         except Exception as exc:
-            self._fail(seq, exc)
+            for seq in seqs:
+                self._fail(seq, exc)
+            return
+        done = [seq.row for i, seq in enumerate(seqs) if not self._accept(seq, decoder.choose(seq.row, logits[i]))]
+        decoder.leave(done)
 
     def _step(self, decoder: BatchDecoder) -> None:
         """One decoding step for the whole batch; the sequences that end leave it."""

@@ -153,9 +153,9 @@ def test_the_batch_is_bounded_and_the_queue_still_answers_503(settings: Settings
     gate = threading.Event()
     original = chat._admit
 
-    def held(decoder: object, seq: object) -> None:  # the worker waits at each admission until the gate opens
+    def held(decoder: object, seqs: object) -> None:  # the worker waits at each admission until the gate opens
         gate.wait(30)
-        original(decoder, seq)  # type: ignore[arg-type]
+        original(decoder, seqs)  # type: ignore[arg-type]
 
     chat._admit = held  # type: ignore[method-assign]
 

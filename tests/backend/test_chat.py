@@ -63,10 +63,10 @@ def hold_generations(service: ChatService) -> tuple[threading.Event, threading.E
     started, gate = threading.Event(), threading.Event()
     original = service._admit
 
-    def held(decoder: Any, seq: Any) -> Any:
+    def held(decoder: Any, seqs: Any) -> Any:
         started.set()
         gate.wait(30)
-        return original(decoder, seq)
+        return original(decoder, seqs)
 
     service._admit = held  # type: ignore[method-assign]
     return started, gate
