@@ -211,6 +211,9 @@ def test_progress_continues_after_a_reload_and_after_cancel_then_resume(
     main = _main(page)
     _look_up(page, REPO)
     expect(main.get_by_role("heading", name=REPO)).to_be_visible()
+    # The download check answers after the info and adds its rows above the checkbox: wait for them, so the
+    # click does not land where the checkbox was a moment before.
+    expect(main.get_by_text("Free disk", exact=True)).to_be_visible()
     page.get_by_label("Load when downloaded").uncheck()
     page.get_by_role("button", name="Download", exact=True).click()
     before = _progress_above(page, REPO, 0, partial=True)
