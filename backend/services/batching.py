@@ -14,7 +14,7 @@ continuous batching (paged attention) is slower than sequential on CPU, so this 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from backend.utils.libraries import import_libraries
@@ -31,7 +31,6 @@ class Row:
     processors: Any = None  # a LogitsProcessorList, or None for plain greedy
     sample: bool = False
     generator: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class BatchDecoder:

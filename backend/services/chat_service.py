@@ -250,8 +250,14 @@ class _Sequence:
         params = generation.params
         sampling = params.temperature > 0
         processors, generator = make_processors(params, decoder.device, sampling)
-        row = Row(key=None, ids=list(generation.prompt_ids), length=0, processors=processors, sample=sampling)
-        row.generator = generator
+        row = Row(
+            key=None,
+            ids=list(generation.prompt_ids),
+            length=0,
+            processors=processors,
+            sample=sampling,
+            generator=generator,
+        )
         seq = cls(
             generation=generation,
             row=row,
@@ -458,9 +464,13 @@ class ChatService:
 
     def _admit(self, decoder: BatchDecoder, seqs: list[_Sequence]) -> None:
         """Prefill new sequences in one forward and take their first tokens; those that end leave at once."""
-        for seq in [s for s in seqs if s.generation.cancelled.is_set()]:  # cancelled just as their turn came
-            self._end(seq, "cancelled")
-        seqs = [s for s in seqs if not s.generation.cancelled.is_set()]
+        live = []
+        for seq in seqs:  # one look at each flag: a sequence is either ended here or prefilled
+            if seq.generation.cancelled.is_set():  # cancelled just as its turn came
+                self._end(seq, "cancelled")
+            else:
+                live.append(seq)
+        seqs = live
         if not seqs:
             return
         try:

@@ -160,9 +160,6 @@ class DownloadKind(JobKind[DownloadJob]):
             partial.unlink(missing_ok=True)
         return freed
 
-    def describe_failure(self, job: DownloadJob) -> str:
-        return "The download failed unexpectedly; the server log has details."
-
     # ----------------------------------------------------------------- the job system's hooks
 
     def new_state(self, job: DownloadJob) -> _Counters:

@@ -122,9 +122,6 @@ class JobKind(Generic[J]):
         """What ``cancel(purge=True)`` removes besides stopping the job (partial files); return bytes freed."""
         return 0
 
-    def describe_failure(self, job: J) -> str:
-        return f"The {self.name} failed unexpectedly; the server log has details."
-
 
 class JobManager:
     """Starts, watches, cancels, resumes, prunes and clears the jobs of every kind.
@@ -365,7 +362,7 @@ class JobManager:
                 self._fail(run, StudioError(f"The {job.kind} failed with an I/O error; the server log has details."))
         except Exception:
             logger.exception("%s job %s failed", job.kind, job.id)
-            self._fail(run, StudioError(run.kind.describe_failure(job)))
+            self._fail(run, StudioError(f"The {job.kind} failed unexpectedly; the server log has details."))
         finally:
             run.secret = None
             run.done.set()

@@ -34,7 +34,8 @@ class LoadKind(JobKind[LoadJob]):
 
         Raises:
             InvalidRequestError: neither or both of model_id and model_path.
-            ModelBusyError: another load (or a delete) holds the loading slot.
+            ModelNotFoundError, PathNotAllowedError: the folder is not there, or not in an allowed root.
+            ModelBusyError: another load job is running.
         """
         if (request.model_id is None) == (request.model_path is None):
             raise InvalidRequestError("Pass model_id (a local model id) or model_path (a model folder), not both.")
@@ -72,14 +73,15 @@ class LoadKind(JobKind[LoadJob]):
         device, dtype = self.models.placement(job.device, job.dtype)
         run.update(status="loading", model_id=model_id, path=str(path))
 
-        last = [-1.0]
+        shown = -1.0
 
         def on_progress(done: int, total: int | None) -> None:
+            nonlocal shown
             percent = round(100 * done / total, 2) if total else None
             # One update per percent is as smooth as the bar can show, and keeps a load of thousands of
             # tensors from spending its time copying the job record.
-            if percent is None or percent - last[0] >= 1 or done == total:
-                last[0] = percent if percent is not None else last[0]
+            if percent is None or percent - shown >= 1 or done == total:
+                shown = percent if percent is not None else shown
                 run.update(progress=JobProgress(completed=done, total=total, unit="tensors", percent=percent))
 
         loaded = self.models.load_folder(
