@@ -58,6 +58,7 @@ class ModelFiles:
     num_parameters: int | None
     parameters_by_dtype: dict[str, int]
     has_tokenizer: bool
+    modified_at: datetime
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -77,10 +78,6 @@ class ModelFiles:
     @property
     def needs_remote_code(self) -> bool:
         return bool((self.config or {}).get("auto_map"))
-
-    @property
-    def modified_at(self) -> datetime:
-        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=UTC)
 
 
 def folder_size(path: Path) -> int:
@@ -123,6 +120,9 @@ def _indexed_shards(path: Path, index_name: str, problems: list[str]) -> list[Pa
 
 def inspect_folder(path: Path, *, count_pickle_params: bool = False) -> ModelFiles:
     """Read what ``path`` holds. Never raises for a malformed folder: problems are listed instead.
+
+    Raises:
+        FileNotFoundError: ``path`` is gone (deleted while it was read).
 
     Args:
         path: The model folder.
@@ -188,6 +188,7 @@ def inspect_folder(path: Path, *, count_pickle_params: bool = False) -> ModelFil
         num_parameters=num_parameters,
         parameters_by_dtype={SAFETENSORS_DTYPES.get(k, k.lower()): v for k, v in params_by_dtype.items()},
         has_tokenizer=any((path / name).is_file() for name in TOKENIZER_FILES),
+        modified_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
         problems=problems,
     )
 

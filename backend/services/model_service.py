@@ -820,7 +820,10 @@ class ModelService:
             if repo.repo_type != "model" or not repo.revisions:
                 continue
             revision = max(repo.revisions, key=lambda r: r.last_modified)
-            files = inspect_folder(Path(revision.snapshot_path))
+            try:
+                files = inspect_folder(Path(revision.snapshot_path))
+            except FileNotFoundError:  # deleted while the listing read it
+                continue
             if files.format == "none":
                 continue  # only metadata was fetched (e.g. config.json by an info request): not a model
             yield repo.repo_id, files, revision.commit_hash

@@ -203,3 +203,28 @@ def test_fifty_mixed_concurrent_requests_leave_a_consistent_cache(
         # Still usable: a load and an unload work.
         assert client.post("/model/upload", params={"model_path": "tiny-llama"}).status_code == 200
         assert client.post("/model/unload").json()["status"] == "unloaded"
+
+
+def test_listing_local_models_while_folders_come_and_go(settings: Settings, local_models: Path) -> None:
+    """A folder deleted while the list reads it is left out of that list, never a 500 (seen in CI once)."""
+    import shutil
+
+    service = ModelService(settings)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            copy = local_models / "churn"
+            shutil.copytree(local_models / "tiny-gpt2", copy)
+            shutil.rmtree(copy)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            ids = {model.id for model in service.local_models()}
+            assert {"tiny-llama", "tiny-gpt2"} <= ids
+    finally:
+        stop.set()
+        worker.join()
