@@ -354,8 +354,8 @@ class ChatService:
         """A generation cancelled while waiting leaves the line at once and gives the model back."""
         if self.queue.withdraw(generation):
             now = time.perf_counter()
-            generation.emit(self._done(generation, "", 0, "cancelled", started=now))
             self._finish(generation)
+            generation.emit(self._done(generation, "", 0, "cancelled", started=now))
 
     def _check_model(self, loaded: LoadedModel | None, requested: str | None) -> LoadedModel:
         if loaded is None:
@@ -528,8 +528,10 @@ class ChatService:
             generation.emit(TokenEvent(tail))
         done = self._done(generation, seq.detok.text, len(seq.detok.ids), reason, started=seq.started, marks=seq.marks)
         self.recent.append(done)
-        generation.emit(done)
+        # The model is given back before the reply is delivered: a client that unloads right after its reply
+        # must not find its own generation still holding the model.
         self._finish(generation)
+        generation.emit(done)
 
     def _fail(self, seq: _Sequence, exc: Exception) -> None:
         if isinstance(exc, StudioError):
@@ -537,8 +539,8 @@ class ChatService:
         else:
             logger.error("generation %s failed", seq.generation.id, exc_info=exc)
             error = StudioError(f"Generation failed: {type(exc).__name__}. See the log.")
-        seq.generation.emit(ErrorEvent(error))
         self._finish(seq.generation)
+        seq.generation.emit(ErrorEvent(error))
 
     def _finish(self, generation: Generation) -> None:
         self.queue.done(generation)
@@ -583,8 +585,8 @@ class ChatService:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel every generation, stop the worker, and wait briefly for it to end."""
         for generation in self.queue.close():
-            generation.emit(self._done(generation, "", 0, "cancelled", started=time.perf_counter()))
             self._finish(generation)
+            generation.emit(self._done(generation, "", 0, "cancelled", started=time.perf_counter()))
         with self._lock:
             running = [generation for generation, _ in self._active.values()]
             worker = self._worker
