@@ -52,7 +52,8 @@ def _pull(args: argparse.Namespace) -> int:
 
     from backend.config import get_settings
     from backend.errors import StudioError
-    from backend.schemas.jobs import ACTIVE_STATUSES, DownloadJob, DownloadRequest
+    from backend.schemas.job_base import ACTIVE_STATUSES
+    from backend.schemas.jobs import DownloadJob, DownloadRequest
     from backend.services.downloads import DownloadKind
     from backend.services.job_store import JobStore
     from backend.services.jobs import JobManager
@@ -98,6 +99,57 @@ def _pull(args: argparse.Namespace) -> int:
     return 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    """A LoRA fine-tune without the server, in this process: the training process the server's jobs run, so
+    ``torchrun`` / ``accelerate launch -m backend.cli train ...`` runs it on several processes (DDP)."""
+    import os
+    from pathlib import Path
+
+    from backend.config import get_settings
+    from backend.schemas.training import LoraSpec, TrainSpec
+    from backend.services.train_worker import Events, train
+    from backend.utils.mac_optimization import MACOptimizer
+
+    settings = get_settings()
+    optimizer = MACOptimizer.from_settings(settings)
+    device = args.device or ("cuda" if "LOCAL_RANK" in os.environ and optimizer.probe.cuda_available() else None)
+    device = device or optimizer.get_device()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    model = Path(args.model).resolve()
+    spec = TrainSpec(
+        job_id=out.name,
+        name=args.name or out.name,
+        model_id=model.name,
+        model_path=str(model),
+        dataset_id=Path(args.data).stem,
+        dataset_name=Path(args.data).stem,
+        rows_path=str(Path(args.data).resolve()),
+        run_dir=str(out),
+        device=device,
+        dtype=args.dtype or ("float32" if device == "cpu" else optimizer.get_dtype(device)),
+        epochs=args.epochs or settings.train_epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate or settings.train_learning_rate,
+        batch_size=args.batch_size or settings.train_batch_size or 4,
+        gradient_accumulation_steps=args.gradient_accumulation_steps or settings.train_gradient_accumulation_steps,
+        max_seq_length=args.max_seq_length or settings.train_max_seq_length,
+        lora=LoraSpec(
+            r=args.lora_r or settings.lora_r,
+            alpha=args.lora_alpha or settings.lora_alpha,
+            dropout=settings.lora_dropout if args.lora_dropout is None else args.lora_dropout,
+            target_modules=settings.lora_target_modules or "all-linear",
+        ),
+        validation_split=args.validation_split,
+        seed=args.seed,
+    )
+    rank = int(os.environ.get("RANK", "0"))
+    code = train(spec, Events(out, enabled=rank == 0))
+    if rank == 0 and code == 0:
+        print(f"adapter: {out / 'adapter'}")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orchard", description="Orchard: a local-first LLM studio.")
     parser.add_argument("--version", action="version", version=f"orchard {__version__}")
@@ -113,6 +165,28 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("--token", help="Hub token for gated/private models (default: HF_TOKEN).")
     pull.add_argument("--force", action="store_true", help="Download even if it will not fit on disk.")
     pull.set_defaults(func=_pull)
+    tune = commands.add_parser(
+        "train",
+        help="Fine-tune a local model with LoRA in this process (run it under torchrun or accelerate launch for DDP).",
+    )
+    tune.add_argument("--model", required=True, help="The model folder.")
+    tune.add_argument("--data", required=True, help="A dataset file POST /datasets accepts (JSONL, JSON, CSV).")
+    tune.add_argument("--out", required=True, help="The run folder: checkpoints, events.jsonl, adapter/.")
+    tune.add_argument("--name", help="The adapter's name (default: the run folder's name).")
+    tune.add_argument("--device", choices=["cpu", "cuda", "mps"], help="Default: the best one here.")
+    tune.add_argument("--dtype", help="The base weights' dtype (default: float32 on CPU, else the device's).")
+    tune.add_argument("--epochs", type=int)
+    tune.add_argument("--max-steps", type=int)
+    tune.add_argument("--learning-rate", type=float)
+    tune.add_argument("--batch-size", type=int, help="Per process.")
+    tune.add_argument("--gradient-accumulation-steps", type=int)
+    tune.add_argument("--max-seq-length", type=int)
+    tune.add_argument("--lora-r", type=int)
+    tune.add_argument("--lora-alpha", type=int)
+    tune.add_argument("--lora-dropout", type=float)
+    tune.add_argument("--validation-split", type=float, default=0.1)
+    tune.add_argument("--seed", type=int, default=42)
+    tune.set_defaults(func=_train)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     lora_alpha: int = Field(16, ge=1, description="LoRA alpha (scaling = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
     lora_target_modules: list[str] | None = Field(
-        None, description="Modules LoRA adapts (JSON list); empty = peft's default for the architecture."
+        None, description="Modules LoRA adapts (JSON list); empty = every linear layer but the output (all-linear)."
     )
 
     # --- RAG defaults ---

@@ -123,6 +123,10 @@ class DatasetNotFoundError(StudioError):
     status_code, code = 404, "dataset_not_found"
 
 
+class AdapterNotFoundError(StudioError):
+    status_code, code = 404, "adapter_not_found"
+
+
 class UnsafeModelError(StudioError):
     """The model needs something unsafe that settings do not allow (remote code, pickle weights)."""
 
@@ -163,6 +167,12 @@ class ModelExistsError(StudioError):
 
 class PayloadTooLargeError(StudioError):
     status_code, code = 413, "payload_too_large"
+
+
+class TrainingFailedError(StudioError):
+    """A training or merge process failed or was killed (the job keeps its log and checkpoint)."""
+
+    status_code, code = 500, "training_failed"
 
 
 class InsufficientMemoryError(StudioError):

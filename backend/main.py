@@ -12,17 +12,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import chat, datasets, jobs, model_loader, openai_compat, system
+from backend.api import adapters, chat, datasets, jobs, model_loader, openai_compat, system, training
 from backend.api.access import require_access
 from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
 from backend.errors import ERROR_RESPONSES, PayloadTooLargeError, install_error_handlers
+from backend.services.adapters import AdapterService, MergeKind
 from backend.services.chat_service import ChatService
 from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
+from backend.services.training import TrainKind
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +76,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.ensure_dirs()
         service = ModelService(settings)
         jobs = JobManager(settings)
+        datasets = DatasetService(settings, service.cache)
+        adapters = AdapterService(settings, service)
         downloads, loads = DownloadKind(settings, service), LoadKind(service)
-        for kind in (downloads, loads):
+        training, merges = TrainKind(settings, service, datasets), MergeKind(settings, service, adapters)
+        for kind in (downloads, loads, training, merges):
             jobs.register(kind)
         app.state.model_service, app.state.jobs = service, jobs
         app.state.downloads, app.state.loads = downloads, loads
+        app.state.training, app.state.merges, app.state.adapters = training, merges, adapters
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
-        app.state.datasets = DatasetService(settings, service.cache)
+        app.state.datasets = datasets
         if settings.warmup:
             service.start_warmup()
         yield
@@ -123,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
         openai_compat.router,
         datasets.router,
+        training.router,
+        adapters.router,
     )
     for router in routers:
         app.include_router(router, dependencies=[Depends(require_access)])

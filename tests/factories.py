@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,54 @@ def break_config(path: Path) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data))
+
+
+def pretrain(path: Path, steps: int = 200, lr: float = 3e-3) -> Path:
+    """Train a saved tiny model in full on a few chat-formatted sentences, in place, so it is a *pretrained* base:
+    its output layer makes confident predictions, as a real model's does. LoRA leaves that layer frozen, so on a
+    randomly initialised model it cannot lower the loss much, however well it learns (seconds on a CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    pairs = list(itertools.pairwise(CORPUS[:6]))
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": a}, {"role": "assistant", "content": b}], tokenize=False
+        )
+        for a, b in pairs
+    ]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(path)
+    return path
+
+
+CODE_NAMES = [
+    "apple", "river", "stone", "cloud", "maple", "ember", "frost", "lemon",
+    "tiger", "olive", "coral", "amber", "cedar", "delta", "pixel", "quartz",
+]  # fmt: skip
+CODE_QUESTIONS = ["What is the code for {}?", "Tell me the code of {}.", "Code for {}, please."]
+
+
+def code_task_rows() -> list[dict[str, Any]]:
+    """A learnable synthetic chat task: each name has a code (the name reversed), asked three ways. A held-out
+    question asks about a name the training rows also ask about, in other words."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": question.format(name)},
+                {"role": "assistant", "content": f"The code for {name} is {name[::-1]}."},
+            ]
+        }
+        for name in CODE_NAMES
+        for question in CODE_QUESTIONS
+    ]

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from backend.config import Settings
+from backend.services.adapters import AdapterService, MergeKind
 from backend.services.chat_service import ChatService
 from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
+from backend.services.training import TrainKind
 
 
 def get_model_service(request: Request) -> ModelService:
@@ -45,6 +47,21 @@ def get_dataset_service(request: Request) -> DatasetService:
     return service
 
 
+def get_training(request: Request) -> TrainKind:
+    training: TrainKind = request.app.state.training
+    return training
+
+
+def get_adapters(request: Request) -> AdapterService:
+    adapters: AdapterService = request.app.state.adapters
+    return adapters
+
+
+def get_merges(request: Request) -> MergeKind:
+    merges: MergeKind = request.app.state.merges
+    return merges
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -57,3 +74,6 @@ LoadsDep = Annotated[LoadKind, Depends(get_loads)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 DatasetServiceDep = Annotated[DatasetService, Depends(get_dataset_service)]
+TrainingDep = Annotated[TrainKind, Depends(get_training)]
+AdaptersDep = Annotated[AdapterService, Depends(get_adapters)]
+MergesDep = Annotated[MergeKind, Depends(get_merges)]

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from backend.api.deps import JobManagerDep
+from backend.schemas.job_base import ACTIVE_STATUSES, JobKindName, JobStatus
 from backend.schemas.jobs import (
-    ACTIVE_STATUSES,
     AnyJob,
     CancelResponse,
     ClearJobsResponse,
@@ -22,9 +22,7 @@ from backend.schemas.jobs import (
     DownloadJob,
     DownloadJobList,
     Job,
-    JobKindName,
     JobList,
-    JobStatus,
     ResumeRequest,
 )
 from backend.services.jobs import JobManager

@@ -27,6 +27,13 @@ class LoadOptions(_Request):
     )
 
 
+class AttachedAdapter(BaseModel):
+    """A LoRA adapter on the loaded model: chat and /v1 answer through it."""
+
+    id: str
+    name: str
+
+
 class ModelMetadata(BaseModel):
     """A loaded model, as the cache holds it."""
 
@@ -46,6 +53,7 @@ class ModelMetadata(BaseModel):
     has_chat_template: bool
     load_seconds: float
     loaded_at: datetime
+    adapter: AttachedAdapter | None = Field(None, description="The LoRA adapter chat answers through, if any.")
 
 
 class LoadResponse(BaseModel):

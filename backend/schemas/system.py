@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.schemas.jobs import Job
+from backend.schemas.jobs import DownloadJob, LoadJob
 from backend.schemas.model import ModelMetadata
 from backend.utils.mac_optimization import MemoryStats
 
@@ -36,7 +36,7 @@ class ConfigResponse(BaseModel):
 class CurrentModelResponse(BaseModel):
     loaded: bool
     loading: str | None = Field(None, description="The model being loaded now, if any.")
-    loading_job: Job | None = Field(
+    loading_job: Annotated[DownloadJob | LoadJob, Field(discriminator="kind")] | None = Field(
         None, description="The job loading it (a load job, or a download in its loading phase), if any."
     )
     activity: Literal["idle", "loading", "generating"] = Field(

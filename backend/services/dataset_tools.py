@@ -363,12 +363,46 @@ def render_segments(tokenizer: Any, row: Row) -> list[PreviewSegment]:
     return segments
 
 
-def _count_tokens(tokenizer: Any, row: Row) -> int:
+def encode_example(tokenizer: Any, row: Row) -> tuple[list[int], list[int]]:
+    """The token ids training feeds the model for ``row``, and its labels: the id where the loss counts, -100
+    where it does not (the prompt, system and user turns). One source for training, statistics and the plan.
+
+    Chat rows are tokenized whole (the template writes BOS itself, as in chat) and each token is labelled by where
+    its characters fall, so the ids are exactly chat's; a plain-text row is trained on whole and ends with EOS, so
+    the model learns to stop.
+    """
     if "text" in row:
-        return len(tokenizer(row["text"], add_special_tokens=True)["input_ids"])
-    # The template writes the special tokens (BOS) itself, as in chat.
-    text = _render(tokenizer, row["messages"], generation_prompt=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = list(tokenizer(row["text"], add_special_tokens=True)["input_ids"])
+        eos = tokenizer.eos_token_id
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        return ids, list(ids)
+    segments = render_segments(tokenizer, row)
+    text = "".join(s.text for s in segments)
+    trained: list[tuple[int, int]] = []
+    pos = 0
+    for segment in segments:
+        if segment.trained:
+            trained.append((pos, pos + len(segment.text)))
+        pos += len(segment.text)
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        labels = [
+            tid if any(start < span_end and end > span_start for span_start, span_end in trained) else -100
+            for tid, (start, end) in zip(ids, encoded["offset_mapping"], strict=True)
+        ]
+        return ids, labels
+    ids, labels = [], []  # a slow tokenizer has no offsets: tokenize segment by segment
+    for segment in segments:
+        part = list(tokenizer(segment.text, add_special_tokens=False)["input_ids"])
+        ids += part
+        labels += part if segment.trained else [-100] * len(part)
+    return ids, labels
+
+
+def _count_tokens(tokenizer: Any, row: Row) -> int:
+    return len(encode_example(tokenizer, row)[0])
 
 
 def histogram(lengths: list[int], bins: int) -> list[HistogramBin]:

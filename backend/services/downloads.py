@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from backend.config import Settings
 from backend.errors import InsufficientDiskError, InsufficientMemoryError, InvalidModelError, JobCancelled
-from backend.schemas.jobs import DownloadCheck, DownloadJob, DownloadRequest, JobProgress
+from backend.schemas.job_base import JobProgress
+from backend.schemas.jobs import DownloadCheck, DownloadJob, DownloadRequest
 from backend.services.hub import RemoteModel, check_repo_id
 from backend.services.jobs import JobKind, JobRun
 from backend.services.model_files import count_parameters_from_config, disk_bytes, inspect_folder

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backend.schemas.jobs import ACTIVE_STATUSES, JOB_ADAPTER, AnyJob, JobError
+from backend.schemas.job_base import ACTIVE_STATUSES, JobError
+from backend.schemas.jobs import JOB_ADAPTER, AnyJob
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,8 @@ from backend.errors import (
     ModelBusyError,
     StudioError,
 )
-from backend.schemas.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, AnyJob, JobBase, JobError
+from backend.schemas.job_base import ACTIVE_STATUSES, FINISHED_STATUSES, JobBase, JobError
+from backend.schemas.jobs import AnyJob
 from backend.services.job_store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -149,12 +150,16 @@ class JobManager:
 
     # ----------------------------------------------------------------- starting
 
-    def new_record(self, kind: str, **fields: Any) -> Any:
-        """A fresh ``queued`` record of ``kind`` with a new id, ready for :meth:`submit`."""
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex[:12]
+
+    def new_record(self, kind: str, *, job_id: str | None = None, **fields: Any) -> Any:
+        """A fresh ``queued`` record of ``kind`` (with ``job_id``, or a new id), ready for :meth:`submit`."""
         now = datetime.now(UTC)
         schema = self._kind(kind).schema
         return schema(
-            id=uuid.uuid4().hex[:12],
+            id=job_id or self.new_id(),
             kind=kind,
             status="queued",
             phases=list(self._kind(kind).phases),

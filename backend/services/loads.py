@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from backend.errors import InvalidRequestError, ModelBusyError
-from backend.schemas.jobs import JobProgress, LoadJob, LoadRequest
+from backend.schemas.job_base import JobProgress
+from backend.schemas.jobs import LoadJob, LoadRequest
 from backend.services.jobs import JobKind, JobRun
 from backend.services.model_service import ModelService
 from backend.utils.libraries import import_libraries

@@ -77,6 +77,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     metadata: ModelMetadata
+    peft: Any = None  # the peft wrapper while an adapter is attached (its layers live inside ``model``)
 
 
 class ModelCache:
@@ -87,6 +88,7 @@ class ModelCache:
         self._current: LoadedModel | None = None
         self._loading: str | None = None
         self._activity = "loading"
+        self._exclusive = False  # the model itself is being changed (an adapter): no generation may start
         self._in_use = 0  # generations running on the current model
 
     @property
@@ -115,26 +117,34 @@ class ModelCache:
             )
 
     @contextmanager
-    def loading_slot(self, model_id: str, activity: str = "loading") -> Iterator[None]:
-        """Hold the one slot for changing models (a load, or a delete); meanwhile others get :class:`ModelBusyError`."""
+    def loading_slot(self, model_id: str, activity: str = "loading", *, exclusive: bool = False) -> Iterator[None]:
+        """Hold the one slot for changing models (a load, or a delete); meanwhile others get :class:`ModelBusyError`.
+
+        ``exclusive`` is for changing the loaded model in place (an adapter on or off): refused while generations
+        run, and no generation starts until it is done.
+        """
         with self._lock:
             if self._loading is not None:
                 raise ModelBusyError(
                     f"'{self._loading}' is {self._activity} now; wait for it to finish, then retry.",
                     loading=self._loading,
                 )
-            if activity == "loading":
-                self._refuse_while_in_use(f"load '{model_id}'")
-            self._loading, self._activity = model_id, activity
+            if activity == "loading" or exclusive:
+                self._refuse_while_in_use(f"load '{model_id}'" if activity == "loading" else "retry")
+            self._loading, self._activity, self._exclusive = model_id, activity, exclusive
         try:
             yield
         finally:
             with self._lock:
-                self._loading = None
+                self._loading, self._exclusive = None, False
 
     def borrow(self) -> LoadedModel | None:
         """Borrow the current model for a generation: until it is given back, unload and replace get 409."""
         with self._lock:
+            if self._exclusive:
+                raise ModelBusyError(
+                    f"The loaded model is {self._activity} now; retry in a moment.", activity=self._activity
+                )
             if self._current is not None:
                 self._in_use += 1
             return self._current

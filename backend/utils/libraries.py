@@ -53,12 +53,30 @@ LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("transformers.utils", ("logging",)),
 )
 
+# Imported only by the features that need them, on first use (peft alone takes seconds to import, which the
+# start-up warm-up should not pay): ``import_libraries("training")``.
+ON_DEMAND: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "training": (
+        ("peft", ("LoraConfig", "PeftModel", "get_peft_model")),
+        ("transformers", ("DataCollatorForSeq2Seq", "Trainer", "TrainerCallback", "TrainingArguments")),
+    ),
+}
+
 _LOCK = threading.RLock()
 _imported = False
+_groups: set[str] = set()
 
 
-def import_libraries() -> None:
-    """Import the heavy libraries and resolve the names in :data:`LIBRARIES`, once per process.
+def _resolve(libraries: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+    for module_name, names in libraries:
+        module = importlib.import_module(module_name)
+        for name in names:
+            getattr(module, name)
+
+
+def import_libraries(*groups: str) -> None:
+    """Import the heavy libraries and resolve the names in :data:`LIBRARIES` (and in the :data:`ON_DEMAND`
+    ``groups`` asked for), once per process.
 
     Safe from any thread: the first caller imports under :func:`import_lock` while the others wait; later calls
     return at once. Call it from worker threads only: the first call takes seconds (and waits for a running
@@ -68,18 +86,18 @@ def import_libraries() -> None:
         ImportError: a library is missing or broken; the next call tries again.
     """
     global _imported
-    if _imported:
+    if _imported and _groups.issuperset(groups):
         return
     with _LOCK:
-        if _imported:
-            return
-        started = time.perf_counter()
-        for module_name, names in LIBRARIES:
-            module = importlib.import_module(module_name)
-            for name in names:
-                getattr(module, name)
-        _imported = True
-        logger.debug("imported %s in %.2fs", ", ".join(m for m, _ in LIBRARIES), time.perf_counter() - started)
+        if not _imported:
+            started = time.perf_counter()
+            _resolve(LIBRARIES)
+            _imported = True
+            logger.debug("imported %s in %.2fs", ", ".join(m for m, _ in LIBRARIES), time.perf_counter() - started)
+        for group in groups:
+            if group not in _groups:
+                _resolve(ON_DEMAND[group])
+                _groups.add(group)
 
 
 @contextmanager

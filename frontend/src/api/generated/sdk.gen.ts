@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, HealthData, HealthErrors, HealthResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -17,6 +17,39 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
      */
     meta?: Record<string, unknown>;
 };
+
+/**
+ * List Adapters
+ *
+ * Trained adapters, newest first: base model, dataset, final and eval loss, size.
+ */
+export const listAdapters = <ThrowOnError extends boolean = false>(options?: Options<ListAdaptersData, ThrowOnError>) => (options?.client ?? client).get<ListAdaptersResponses, ListAdaptersErrors, ThrowOnError>({ url: '/adapters', ...options });
+
+/**
+ * Delete Adapter
+ *
+ * Delete an adapter's files (409 while it is on the loaded model).
+ */
+export const deleteAdapter = <ThrowOnError extends boolean = false>(options: Options<DeleteAdapterData, ThrowOnError>) => (options.client ?? client).delete<DeleteAdapterResponses, DeleteAdapterErrors, ThrowOnError>({ url: '/adapters/{adapter_id}', ...options });
+
+/**
+ * Get Adapter
+ */
+export const getAdapter = <ThrowOnError extends boolean = false>(options: Options<GetAdapterData, ThrowOnError>) => (options.client ?? client).get<GetAdapterResponses, GetAdapterErrors, ThrowOnError>({ url: '/adapters/{adapter_id}', ...options });
+
+/**
+ * Merge Adapter
+ *
+ * Fold the adapter into its base model's weights as a new local model ``name`` (a ``merge`` job).
+ */
+export const mergeAdapter = <ThrowOnError extends boolean = false>(options: Options<MergeAdapterData, ThrowOnError>) => (options.client ?? client).post<MergeAdapterResponses, MergeAdapterErrors, ThrowOnError>({
+    url: '/adapters/{adapter_id}/merge',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
 
 /**
  * Chat
@@ -139,6 +172,28 @@ export const streamJobEvents = <ThrowOnError extends boolean = false>(options: O
  */
 export const resumeJob = <ThrowOnError extends boolean = false>(options: Options<ResumeJobData, ThrowOnError>) => (options.client ?? client).post<ResumeJobResponses, ResumeJobErrors, ThrowOnError>({
     url: '/jobs/{job_id}/resume',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Detach Adapter
+ *
+ * Take the adapter off the loaded model (its base weights are as before).
+ */
+export const detachAdapter = <ThrowOnError extends boolean = false>(options?: Options<DetachAdapterData, ThrowOnError>) => (options?.client ?? client).delete<DetachAdapterResponses, DetachAdapterErrors, ThrowOnError>({ url: '/model/adapter', ...options });
+
+/**
+ * Attach Adapter
+ *
+ * Put an adapter on the loaded model; chat and /v1 answer through it. 409 when the loaded model is not its
+ * base, when generations are running, or when the chat template differs from the one it was trained with.
+ */
+export const attachAdapter = <ThrowOnError extends boolean = false>(options: Options<AttachAdapterData, ThrowOnError>) => (options.client ?? client).post<AttachAdapterResponses, AttachAdapterErrors, ThrowOnError>({
+    url: '/model/adapter',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -289,6 +344,48 @@ export const uploadModel = <ThrowOnError extends boolean = false>(options?: Opti
     headers: {
         'Content-Type': null,
         ...options?.headers
+    }
+});
+
+/**
+ * List Training Jobs
+ *
+ * Training jobs, newest first (``GET /jobs?kind=train``).
+ */
+export const listTrainingJobs = <ThrowOnError extends boolean = false>(options?: Options<ListTrainingJobsData, ThrowOnError>) => (options?.client ?? client).get<ListTrainingJobsResponses, ListTrainingJobsErrors, ThrowOnError>({ url: '/training/jobs', ...options });
+
+/**
+ * Start Training
+ *
+ * Start a LoRA fine-tune in its own process: 202 with the ``train`` job (progress in steps, the loss curve in
+ * ``history``). 507 ``insufficient_memory`` with the plan when it will not fit, unless ``force``.
+ */
+export const startTraining = <ThrowOnError extends boolean = false>(options: Options<StartTrainingData, ThrowOnError>) => (options.client ?? client).post<StartTrainingResponses, StartTrainingErrors, ThrowOnError>({
+    url: '/training/jobs',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Get Training Job
+ */
+export const getTrainingJob = <ThrowOnError extends boolean = false>(options: Options<GetTrainingJobData, ThrowOnError>) => (options.client ?? client).get<GetTrainingJobResponses, GetTrainingJobErrors, ThrowOnError>({ url: '/training/jobs/{job_id}', ...options });
+
+/**
+ * Plan Training
+ *
+ * What the run would need (weights, adapter, gradients, optimizer state, activations) against the memory
+ * free now, the batch size that fits, the steps and examples; nothing starts.
+ */
+export const planTraining = <ThrowOnError extends boolean = false>(options: Options<PlanTrainingData, ThrowOnError>) => (options.client ?? client).post<PlanTrainingResponses, PlanTrainingErrors, ThrowOnError>({
+    url: '/training/plan',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
     }
 });
 

@@ -31,6 +31,123 @@ export type AcceleratorStats = {
 };
 
 /**
+ * AdapterInfo
+ *
+ * A trained LoRA adapter, as ``orchard_adapter.json`` in its folder records it.
+ */
+export type AdapterInfo = {
+    /**
+     * Base Architecture
+     */
+    base_architecture: string | null;
+    /**
+     * Base Model Id
+     */
+    base_model_id: string;
+    /**
+     * Base Model Path
+     */
+    base_model_path: string;
+    /**
+     * Chat Template
+     *
+     * The template trained with; null: chat's fallback transcript.
+     */
+    chat_template: string | null;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Dataset Id
+     */
+    dataset_id: string;
+    /**
+     * Dataset Name
+     */
+    dataset_name: string;
+    /**
+     * Eos Token
+     */
+    eos_token: string | null;
+    /**
+     * Eval Loss
+     */
+    eval_loss: number | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Job Id
+     */
+    job_id: string;
+    lora: LoraSpec;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Path
+     */
+    path: string;
+    /**
+     * Size Bytes
+     */
+    size_bytes: number;
+    /**
+     * Steps
+     */
+    steps: number;
+    /**
+     * Train Loss
+     */
+    train_loss: number | null;
+};
+
+/**
+ * AdapterList
+ */
+export type AdapterList = {
+    /**
+     * Adapters
+     */
+    adapters: Array<AdapterInfo>;
+};
+
+/**
+ * AttachAdapterRequest
+ */
+export type AttachAdapterRequest = {
+    /**
+     * Adapter Id
+     */
+    adapter_id: string;
+    /**
+     * Force
+     *
+     * Attach even though the chat template differs from the one trained with.
+     */
+    force?: boolean;
+};
+
+/**
+ * AttachedAdapter
+ *
+ * A LoRA adapter on the loaded model: chat and /v1 answer through it.
+ */
+export type AttachedAdapter = {
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Name
+     */
+    name: string;
+};
+
+/**
  * Body_uploadDataset
  */
 export type BodyUploadDataset = {
@@ -77,7 +194,11 @@ export type CancelResponse = {
         kind: 'download';
     } & DownloadJob) | ({
         kind: 'load';
-    } & LoadJob);
+    } & LoadJob) | ({
+        kind: 'train';
+    } & TrainJob) | ({
+        kind: 'merge';
+    } & MergeJob);
     /**
      * Purged Bytes
      *
@@ -435,6 +556,20 @@ export type DatasetStats = {
 };
 
 /**
+ * DeleteAdapterResponse
+ */
+export type DeleteAdapterResponse = {
+    /**
+     * Freed Bytes
+     */
+    freed_bytes: number;
+    /**
+     * Id
+     */
+    id: string;
+};
+
+/**
  * DeleteDatasetResponse
  */
 export type DeleteDatasetResponse = {
@@ -652,7 +787,7 @@ export type DownloadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -884,7 +1019,11 @@ export type JobList = {
         kind: 'download';
     } & DownloadJob) | ({
         kind: 'load';
-    } & LoadJob)>;
+    } & LoadJob) | ({
+        kind: 'train';
+    } & TrainJob) | ({
+        kind: 'merge';
+    } & MergeJob)>;
 };
 
 /**
@@ -1008,7 +1147,7 @@ export type LoadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1167,6 +1306,90 @@ export type LocalModelsResponse = {
 };
 
 /**
+ * LoraRequest
+ */
+export type LoraRequest = {
+    /**
+     * Alpha
+     *
+     * LoRA alpha (scaling = alpha / r); default ORCHARD_LORA_ALPHA.
+     */
+    alpha?: number | null;
+    /**
+     * Dropout
+     *
+     * LoRA dropout; default ORCHARD_LORA_DROPOUT.
+     */
+    dropout?: number | null;
+    /**
+     * R
+     *
+     * LoRA rank; default ORCHARD_LORA_R.
+     */
+    r?: number | null;
+    /**
+     * Target Modules
+     *
+     * Module names LoRA adapts; default every linear layer but the output ('all-linear').
+     */
+    target_modules?: Array<string> | null;
+};
+
+/**
+ * LoraSpec
+ */
+export type LoraSpec = {
+    /**
+     * Alpha
+     */
+    alpha: number;
+    /**
+     * Dropout
+     */
+    dropout: number;
+    /**
+     * R
+     */
+    r: number;
+    /**
+     * Target Modules
+     */
+    target_modules: Array<string> | 'all-linear';
+};
+
+/**
+ * MemoryBreakdown
+ *
+ * GB a run needs, by part (AdamW: two fp32 states per trainable parameter; activations per batch).
+ */
+export type MemoryBreakdown = {
+    /**
+     * Activations Gb
+     */
+    activations_gb: number;
+    /**
+     * Adapter Gb
+     */
+    adapter_gb: number;
+    /**
+     * Gradients Gb
+     */
+    gradients_gb: number;
+    /**
+     * Optimizer Gb
+     */
+    optimizer_gb: number;
+    /**
+     * Total Gb
+     */
+    total_gb: number;
+    /**
+     * Weights Gb
+     */
+    weights_gb: number;
+};
+
+/**
  * MemoryStats
  *
  * Memory as the optimizer sees it, in GB.
@@ -1201,6 +1424,113 @@ export type MemoryStats = {
      * System Used Percent
      */
     system_used_percent: number;
+};
+
+/**
+ * MergeJob
+ *
+ * An adapter merged into its base model, written as a new local model.
+ */
+export type MergeJob = {
+    /**
+     * Adapter Id
+     */
+    adapter_id: string;
+    /**
+     * Created At
+     */
+    created_at: string;
+    error?: JobError | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'merge';
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    progress?: JobProgress;
+    /**
+     * Result
+     *
+     * The new local model's id.
+     */
+    result?: string | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    spec: MergeSpec;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+    /**
+     * Worker Pid
+     */
+    worker_pid?: number | null;
+};
+
+/**
+ * MergeRequest
+ */
+export type MergeRequest = {
+    /**
+     * Name
+     *
+     * The new local model's folder name.
+     */
+    name: string;
+};
+
+/**
+ * MergeSpec
+ */
+export type MergeSpec = {
+    /**
+     * Adapter Path
+     */
+    adapter_path: string;
+    /**
+     * Base Model Path
+     */
+    base_model_path: string;
+    /**
+     * Job Id
+     */
+    job_id: string;
+    /**
+     * Output Dir
+     *
+     * A hidden staging folder; the job renames it into place when done.
+     */
+    output_dir: string;
 };
 
 /**
@@ -1326,6 +1656,10 @@ export type ModelInfoResponse = {
  * A loaded model, as the cache holds it.
  */
 export type ModelMetadata = {
+    /**
+     * The LoRA adapter chat answers through, if any.
+     */
+    adapter?: AttachedAdapter | null;
     /**
      * Architecture
      */
@@ -1784,6 +2118,30 @@ export type ResumeRequest = {
 };
 
 /**
+ * SampleAnswer
+ *
+ * A held-out prompt answered greedily by the base and by the tuned model.
+ */
+export type SampleAnswer = {
+    /**
+     * Base
+     */
+    base: string;
+    /**
+     * Expected
+     */
+    expected: string;
+    /**
+     * Prompt
+     */
+    prompt: string;
+    /**
+     * Tuned
+     */
+    tuned: string;
+};
+
+/**
  * StreamOptions
  */
 export type StreamOptions = {
@@ -1864,6 +2222,484 @@ export type TokenStats = {
      * Rows the chat template refused (not in the histogram).
      */
     unrenderable: number;
+};
+
+/**
+ * TrainJob
+ *
+ * A LoRA fine-tune of a local model on a dataset, run in its own process.
+ */
+export type TrainJob = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    error?: JobError | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * History
+     *
+     * The loss curve, one point per log.
+     */
+    history?: Array<TrainPoint>;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'train';
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    plan: TrainPlan;
+    progress?: TrainProgress;
+    result?: TrainResult | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    spec: TrainSpec;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+    /**
+     * Worker Pid
+     *
+     * The training process, while it runs.
+     */
+    worker_pid?: number | null;
+};
+
+/**
+ * TrainJobList
+ */
+export type TrainJobList = {
+    /**
+     * Jobs
+     */
+    jobs: Array<TrainJob>;
+};
+
+/**
+ * TrainPlan
+ *
+ * The answer before anything starts: what a run needs against what the device has free.
+ */
+export type TrainPlan = {
+    /**
+     * Available Gb
+     *
+     * Free on the device now, less the safety margin.
+     */
+    available_gb: number;
+    /**
+     * Batch Size
+     */
+    batch_size: number;
+    /**
+     * Dataset Id
+     */
+    dataset_id: string;
+    /**
+     * Device
+     */
+    device: string;
+    /**
+     * Dropped Examples
+     *
+     * Rows over max_seq_length or with nothing to train on: left out.
+     */
+    dropped_examples: number;
+    /**
+     * Dtype
+     *
+     * The base weights' dtype in training; the adapter trains in float32.
+     */
+    dtype: string;
+    /**
+     * Eval Examples
+     */
+    eval_examples: number;
+    /**
+     * Fits
+     */
+    fits: boolean;
+    /**
+     * Gradient Accumulation Steps
+     */
+    gradient_accumulation_steps: number;
+    /**
+     * Loaded Model Gb
+     *
+     * The chat model's memory (it stays loaded during training).
+     */
+    loaded_model_gb: number;
+    /**
+     * Longest Example Tokens
+     */
+    longest_example_tokens: number;
+    /**
+     * Max Seq Length
+     */
+    max_seq_length: number;
+    memory: MemoryBreakdown;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Model Path
+     */
+    model_path: string;
+    /**
+     * Num Parameters
+     */
+    num_parameters: number;
+    /**
+     * Proposed Batch Size
+     *
+     * The largest power-of-two batch that fits (capped by the setting).
+     */
+    proposed_batch_size: number;
+    /**
+     * Reason
+     */
+    reason: string;
+    /**
+     * Total Steps
+     */
+    total_steps: number;
+    /**
+     * Train Examples
+     */
+    train_examples: number;
+    /**
+     * Trainable Parameters
+     */
+    trainable_parameters: number;
+};
+
+/**
+ * TrainPoint
+ *
+ * One point of the loss curve (a training log, an evaluation, or both at one step).
+ */
+export type TrainPoint = {
+    /**
+     * Epoch
+     */
+    epoch: number;
+    /**
+     * Eval Loss
+     */
+    eval_loss?: number | null;
+    /**
+     * Learning Rate
+     */
+    learning_rate?: number | null;
+    /**
+     * Loss
+     */
+    loss?: number | null;
+    /**
+     * Step
+     */
+    step: number;
+};
+
+/**
+ * TrainProgress
+ *
+ * Progress in optimizer steps, with the figures of the latest logging step.
+ */
+export type TrainProgress = {
+    /**
+     * Bytes Per Second
+     */
+    bytes_per_second?: number | null;
+    /**
+     * Completed
+     *
+     * Units done so far (for downloads: bytes on disk, cached ones included).
+     */
+    completed?: number;
+    /**
+     * Epoch
+     */
+    epoch?: number | null;
+    /**
+     * Eta Seconds
+     */
+    eta_seconds?: number | null;
+    /**
+     * Eval Loss
+     */
+    eval_loss?: number | null;
+    /**
+     * Files Done
+     */
+    files_done?: number;
+    /**
+     * Files Total
+     */
+    files_total?: number | null;
+    /**
+     * Learning Rate
+     */
+    learning_rate?: number | null;
+    /**
+     * Loss
+     */
+    loss?: number | null;
+    /**
+     * Percent
+     */
+    percent?: number | null;
+    /**
+     * Stalled
+     *
+     * True when no byte arrived for a while during downloading.
+     */
+    stalled?: boolean;
+    /**
+     * Tokens Per Second
+     */
+    tokens_per_second?: number | null;
+    /**
+     * Total
+     *
+     * Units in all; unknown until the job has resolved its work.
+     */
+    total?: number | null;
+    /**
+     * Unit
+     */
+    unit?: 'steps';
+};
+
+/**
+ * TrainRequest
+ *
+ * What to train. Empty fields take the settings' defaults (``ORCHARD_TRAIN_*``, ``ORCHARD_LORA_*``).
+ */
+export type TrainRequest = {
+    /**
+     * Batch Size
+     *
+     * Sequences per step; default the plan's choice.
+     */
+    batch_size?: number | null;
+    /**
+     * Dataset Id
+     */
+    dataset_id: string;
+    /**
+     * Epochs
+     */
+    epochs?: number | null;
+    /**
+     * Force
+     *
+     * Start even when the plan says it will not fit in memory.
+     */
+    force?: boolean;
+    /**
+     * Gradient Accumulation Steps
+     */
+    gradient_accumulation_steps?: number | null;
+    /**
+     * Learning Rate
+     */
+    learning_rate?: number | null;
+    lora?: LoraRequest;
+    /**
+     * Max Seq Length
+     */
+    max_seq_length?: number | null;
+    /**
+     * Max Steps
+     *
+     * Stop after this many optimizer steps (overrides epochs).
+     */
+    max_steps?: number | null;
+    /**
+     * Model Id
+     *
+     * A local model id; default the loaded model.
+     */
+    model_id?: string | null;
+    /**
+     * Name
+     *
+     * The adapter's name.
+     */
+    name?: string | null;
+    /**
+     * Seed
+     */
+    seed?: number;
+    /**
+     * Validation Split
+     *
+     * Share of rows held out for the eval loss.
+     */
+    validation_split?: number;
+};
+
+/**
+ * TrainResult
+ */
+export type TrainResult = {
+    /**
+     * Adapter Id
+     */
+    adapter_id: string;
+    /**
+     * Adapter Path
+     */
+    adapter_path: string;
+    /**
+     * Epochs
+     */
+    epochs: number;
+    /**
+     * Eval Loss
+     *
+     * The held-out loss at the end.
+     */
+    eval_loss: number | null;
+    /**
+     * First Eval Loss
+     *
+     * The held-out loss before the first step.
+     */
+    first_eval_loss: number | null;
+    /**
+     * Runtime Seconds
+     */
+    runtime_seconds: number;
+    /**
+     * Samples
+     */
+    samples: Array<SampleAnswer>;
+    /**
+     * Steps
+     */
+    steps: number;
+    /**
+     * Train Loss
+     *
+     * The last logged training loss.
+     */
+    train_loss: number | null;
+};
+
+/**
+ * TrainSpec
+ *
+ * Everything the training process needs, resolved; written to ``spec.json`` in the run folder.
+ */
+export type TrainSpec = {
+    /**
+     * Batch Size
+     */
+    batch_size: number;
+    /**
+     * Dataset Id
+     */
+    dataset_id: string;
+    /**
+     * Dataset Name
+     */
+    dataset_name: string;
+    /**
+     * Device
+     */
+    device: string;
+    /**
+     * Dtype
+     */
+    dtype: string;
+    /**
+     * Epochs
+     */
+    epochs: number;
+    /**
+     * Gradient Accumulation Steps
+     */
+    gradient_accumulation_steps: number;
+    /**
+     * Job Id
+     */
+    job_id: string;
+    /**
+     * Learning Rate
+     */
+    learning_rate: number;
+    lora: LoraSpec;
+    /**
+     * Max Seq Length
+     */
+    max_seq_length: number;
+    /**
+     * Max Steps
+     */
+    max_steps: number | null;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Model Path
+     */
+    model_path: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Rows Path
+     */
+    rows_path: string;
+    /**
+     * Run Dir
+     */
+    run_dir: string;
+    /**
+     * Samples
+     *
+     * Held-out prompts the base and the tuned model answer at the end.
+     */
+    samples?: number;
+    /**
+     * Seed
+     */
+    seed: number;
+    /**
+     * Validation Split
+     */
+    validation_split: number;
 };
 
 /**
@@ -2021,6 +2857,127 @@ export type ResumeRequestWritable = {
      */
     access_token?: string | null;
 };
+
+export type ListAdaptersData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/adapters';
+};
+
+export type ListAdaptersErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListAdaptersError = ListAdaptersErrors[keyof ListAdaptersErrors];
+
+export type ListAdaptersResponses = {
+    /**
+     * Successful Response
+     */
+    200: AdapterList;
+};
+
+export type ListAdaptersResponse = ListAdaptersResponses[keyof ListAdaptersResponses];
+
+export type DeleteAdapterData = {
+    body?: never;
+    path: {
+        /**
+         * Adapter Id
+         *
+         * The adapter's id (its training job's id).
+         */
+        adapter_id: string;
+    };
+    query?: never;
+    url: '/adapters/{adapter_id}';
+};
+
+export type DeleteAdapterErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DeleteAdapterError = DeleteAdapterErrors[keyof DeleteAdapterErrors];
+
+export type DeleteAdapterResponses = {
+    /**
+     * Successful Response
+     */
+    200: DeleteAdapterResponse;
+};
+
+export type DeleteAdapterResponse2 = DeleteAdapterResponses[keyof DeleteAdapterResponses];
+
+export type GetAdapterData = {
+    body?: never;
+    path: {
+        /**
+         * Adapter Id
+         *
+         * The adapter's id (its training job's id).
+         */
+        adapter_id: string;
+    };
+    query?: never;
+    url: '/adapters/{adapter_id}';
+};
+
+export type GetAdapterErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetAdapterError = GetAdapterErrors[keyof GetAdapterErrors];
+
+export type GetAdapterResponses = {
+    /**
+     * Successful Response
+     */
+    200: AdapterInfo;
+};
+
+export type GetAdapterResponse = GetAdapterResponses[keyof GetAdapterResponses];
+
+export type MergeAdapterData = {
+    body: MergeRequest;
+    path: {
+        /**
+         * Adapter Id
+         *
+         * The adapter's id (its training job's id).
+         */
+        adapter_id: string;
+    };
+    query?: never;
+    url: '/adapters/{adapter_id}/merge';
+};
+
+export type MergeAdapterErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type MergeAdapterError = MergeAdapterErrors[keyof MergeAdapterErrors];
+
+export type MergeAdapterResponses = {
+    /**
+     * Successful Response
+     */
+    202: MergeJob;
+};
+
+export type MergeAdapterResponse = MergeAdapterResponses[keyof MergeAdapterResponses];
 
 export type ChatData = {
     body: ChatRequest;
@@ -2312,7 +3269,7 @@ export type ListJobsData = {
          *
          * Only jobs in this status; `active` or `finished` for either group.
          */
-        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
+        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
         /**
          * Limit
          *
@@ -2409,7 +3366,11 @@ export type GetJobResponses = {
         kind: 'download';
     } & DownloadJob) | ({
         kind: 'load';
-    } & LoadJob);
+    } & LoadJob) | ({
+        kind: 'train';
+    } & TrainJob) | ({
+        kind: 'merge';
+    } & MergeJob);
 };
 
 export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
@@ -2476,10 +3437,64 @@ export type ResumeJobResponses = {
         kind: 'download';
     } & DownloadJob) | ({
         kind: 'load';
-    } & LoadJob);
+    } & LoadJob) | ({
+        kind: 'train';
+    } & TrainJob) | ({
+        kind: 'merge';
+    } & MergeJob);
 };
 
 export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];
+
+export type DetachAdapterData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/model/adapter';
+};
+
+export type DetachAdapterErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DetachAdapterError = DetachAdapterErrors[keyof DetachAdapterErrors];
+
+export type DetachAdapterResponses = {
+    /**
+     * Successful Response
+     */
+    200: ModelMetadata;
+};
+
+export type DetachAdapterResponse = DetachAdapterResponses[keyof DetachAdapterResponses];
+
+export type AttachAdapterData = {
+    body: AttachAdapterRequest;
+    path?: never;
+    query?: never;
+    url: '/model/adapter';
+};
+
+export type AttachAdapterErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type AttachAdapterError = AttachAdapterErrors[keyof AttachAdapterErrors];
+
+export type AttachAdapterResponses = {
+    /**
+     * Successful Response
+     */
+    200: ModelMetadata;
+};
+
+export type AttachAdapterResponse = AttachAdapterResponses[keyof AttachAdapterResponses];
 
 export type CheckDownloadData = {
     body?: never;
@@ -2975,6 +3990,111 @@ export type UploadModelResponses = {
 };
 
 export type UploadModelResponse = UploadModelResponses[keyof UploadModelResponses];
+
+export type ListTrainingJobsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/training/jobs';
+};
+
+export type ListTrainingJobsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListTrainingJobsError = ListTrainingJobsErrors[keyof ListTrainingJobsErrors];
+
+export type ListTrainingJobsResponses = {
+    /**
+     * Successful Response
+     */
+    200: TrainJobList;
+};
+
+export type ListTrainingJobsResponse = ListTrainingJobsResponses[keyof ListTrainingJobsResponses];
+
+export type StartTrainingData = {
+    body: TrainRequest;
+    path?: never;
+    query?: never;
+    url: '/training/jobs';
+};
+
+export type StartTrainingErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type StartTrainingError = StartTrainingErrors[keyof StartTrainingErrors];
+
+export type StartTrainingResponses = {
+    /**
+     * Successful Response
+     */
+    202: TrainJob;
+};
+
+export type StartTrainingResponse = StartTrainingResponses[keyof StartTrainingResponses];
+
+export type GetTrainingJobData = {
+    body?: never;
+    path: {
+        /**
+         * Job Id
+         */
+        job_id: string;
+    };
+    query?: never;
+    url: '/training/jobs/{job_id}';
+};
+
+export type GetTrainingJobErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetTrainingJobError = GetTrainingJobErrors[keyof GetTrainingJobErrors];
+
+export type GetTrainingJobResponses = {
+    /**
+     * Successful Response
+     */
+    200: TrainJob;
+};
+
+export type GetTrainingJobResponse = GetTrainingJobResponses[keyof GetTrainingJobResponses];
+
+export type PlanTrainingData = {
+    body: TrainRequest;
+    path?: never;
+    query?: never;
+    url: '/training/plan';
+};
+
+export type PlanTrainingErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type PlanTrainingError = PlanTrainingErrors[keyof PlanTrainingErrors];
+
+export type PlanTrainingResponses = {
+    /**
+     * Successful Response
+     */
+    200: TrainPlan;
+};
+
+export type PlanTrainingResponse = PlanTrainingResponses[keyof PlanTrainingResponses];
 
 export type OpenaiChatCompletionsData = {
     body: OpenAiChatRequest;

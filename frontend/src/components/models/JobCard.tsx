@@ -4,7 +4,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { ApiError } from "../../api/client";
-import { cancelJobMutation, resumeJobMutation, type Job } from "../../api/queries";
+import { cancelJobMutation, isModelJob, resumeJobMutation, type Job } from "../../api/queries";
 import { formatBytes, formatDate, formatDuration, formatSpeed } from "../../format";
 import { isActive, useJobEvents } from "../../hooks/useJobEvents";
 import { Badge, Button, ErrorMessage, ProgressBar, type Tone } from "../ui";
@@ -17,6 +17,9 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   verifying: { label: "Verifying", tone: "info" },
   preparing: { label: "Preparing", tone: "info" },
   loading: { label: "Loading", tone: "info" },
+  training: { label: "Training", tone: "info" },
+  merging: { label: "Merging", tone: "info" },
+  saving: { label: "Saving", tone: "info" },
   ready: { label: "Ready", tone: "good" },
   failed: { label: "Failed", tone: "bad" },
   cancelled: { label: "Cancelled", tone: "warn" },
@@ -29,6 +32,8 @@ type Kind = Job["kind"];
 const NOUN: Record<Kind, { noun: string; Noun: string }> = {
   download: { noun: "download", Noun: "Download" },
   load: { noun: "load", Noun: "Load" },
+  train: { noun: "training", Noun: "Training" },
+  merge: { noun: "merge", Noun: "Merge" },
 };
 
 const HINT: Partial<Record<Job["status"], string>> = {
@@ -49,15 +54,34 @@ const KIND_HINT: Record<Kind, Partial<Record<Job["status"], string>>> = {
     cancelled: "Stopped before the swap; the model loaded before, if any, stays loaded",
     interrupted: "Stopped by a server restart",
   },
+  train: {
+    preparing: "Starting the training process and reading the data",
+    training: "Training the adapter",
+    saving: "Saving the adapter and comparing answers",
+    cancelled: "Stopped at a checkpoint; Resume goes on from it",
+    interrupted: "Stopped by a server restart at a checkpoint; Resume goes on from it",
+  },
+  merge: {
+    merging: "Folding the adapter into the weights",
+    saving: "Writing the new model",
+  },
 };
+
+/** What the job works on, for its names: the model, the adapter being trained, the model being written. */
+function subject(job: Job): string {
+  if (job.kind === "train") return job.spec.name;
+  if (job.kind === "merge") return job.name;
+  return job.model_id;
+}
 
 export function jobNames(job: Job) {
   const { noun, Noun } = NOUN[job.kind];
+  const name = subject(job);
   return {
-    title: job.title || `${Noun} ${job.model_id}`,
-    progress: `${Noun} progress for ${job.model_id}`,
-    cancel: `Cancel ${noun} of ${job.model_id}`,
-    resume: `Resume ${noun} of ${job.model_id}`,
+    title: job.title || `${Noun} ${name}`,
+    progress: `${Noun} progress for ${name}`,
+    cancel: `Cancel ${noun} of ${name}`,
+    resume: `Resume ${noun} of ${name}`,
   };
 }
 
@@ -164,7 +188,7 @@ export function JobCard({ job }: { job: Job }) {
           {job.progress?.stalled && active && (
             <p className="text-xs text-amber-700 dark:text-amber-300">No data has arrived for a while; the connection may be slow.</p>
           )}
-          {job.status === "ready" && job.result && (
+          {isModelJob(job) && job.status === "ready" && job.result && (
             <p className="text-xs text-zinc-600 dark:text-zinc-400">
               Loaded on {job.result.device} as {job.result.dtype}.{" "}
               <Link to="/current" className="text-brand-700 underline dark:text-brand-500">

@@ -9,8 +9,10 @@ import {
   getCurrentModelQueryKey,
   invalidateModels,
   listLocalModelsOptions,
+  isModelJob,
   loadModelMutation,
   type Job,
+  type ModelJob,
   type LocalModel,
 } from "../../api/queries";
 import { formatBytes, formatDate, formatParams } from "../../format";
@@ -87,7 +89,7 @@ function ModelRow({ model, job, onLoad, onDelete, loading, loadDisabled }: {
 }
 
 /** "Loaded on cpu as float32 in 1.2 s." and the like: what a load job that has just ended says. */
-function loadOutcome(job: Job): { notice: string | null; failure: ApiError | null } {
+function loadOutcome(job: ModelJob): { notice: string | null; failure: ApiError | null } {
   if (job.status === "ready" && job.result) {
     const m = job.result;
     return { notice: `Loaded on ${m.device} as ${m.dtype} in ${m.load_seconds.toFixed(1)} s.`, failure: null };
@@ -139,7 +141,7 @@ export function LocalModels() {
   const elsewhere = running && running.kind === "load" ? running.id : null;
   const followId = [startedId, elsewhere].find((id) => id !== null && !ended.has(id)) ?? null;
   const followed = useJobEvents(followId);
-  const job = followId !== null ? followed.data : undefined;
+  const job = followId !== null && isModelJob(followed.data) ? followed.data : undefined;
   const loadRunning = job !== undefined && isActive(job);
 
   // Once the load ends, say how it went (once); the job's hook refreshes the models and the current model.

@@ -3,30 +3,8 @@
 import { type InfiniteData, infiniteQueryOptions, queryOptions, type UseMutationOptions } from '@tanstack/react-query';
 
 import { client } from '../client.gen';
-import { cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteDataset, deleteLocalModel, downloadModel, getConfig, getCurrentModel, getDataset, getDownloadJob, getJob, getModelInfo, health, listDatasets, listDownloadJobs, listJobs, listLocalModels, loadModel, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, previewDataset, resumeDownloadJob, resumeJob, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
-import type { CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, HealthData, HealthError, HealthResponse2, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, LoadModelData, LoadModelError, LoadModelResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
-
-/**
- * Chat
- *
- * Reply to the conversation with the loaded model, streaming tokens as they are generated.
- *
- * Waits in line behind other chat requests (503 with Retry-After when the line is full); 409 when no model
- * is loaded.
- */
-export const chatMutation = (options?: Partial<Options<ChatData>>): UseMutationOptions<ChatResponse2, ChatError, Options<ChatData>> => {
-    const mutationOptions: UseMutationOptions<ChatResponse2, ChatError, Options<ChatData>> = {
-        mutationFn: async (fnOptions) => {
-            const { data } = await chat({
-                ...options,
-                ...fnOptions,
-                throwOnError: true
-            });
-            return data;
-        }
-    };
-    return mutationOptions;
-};
+import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteLocalModel, detachAdapter, downloadModel, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getJob, getModelInfo, getTrainingJob, health, listAdapters, listDatasets, listDownloadJobs, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
+import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
 
 export type QueryKey<TOptions extends Options> = [
     Pick<TOptions, 'baseUrl' | 'body' | 'headers' | 'path' | 'query'> & {
@@ -59,6 +37,104 @@ const createQueryKey = <TOptions extends Options>(id: string, options?: TOptions
         params.query = options.query;
     }
     return [params];
+};
+
+export const listAdaptersQueryKey = (options?: Options<ListAdaptersData>) => createQueryKey('listAdapters', options);
+
+/**
+ * List Adapters
+ *
+ * Trained adapters, newest first: base model, dataset, final and eval loss, size.
+ */
+export const listAdaptersOptions = (options?: Options<ListAdaptersData>) => queryOptions<ListAdaptersResponse, ListAdaptersError, ListAdaptersResponse, ReturnType<typeof listAdaptersQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listAdapters({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listAdaptersQueryKey(options)
+});
+
+/**
+ * Delete Adapter
+ *
+ * Delete an adapter's files (409 while it is on the loaded model).
+ */
+export const deleteAdapterMutation = (options?: Partial<Options<DeleteAdapterData>>): UseMutationOptions<DeleteAdapterResponse2, DeleteAdapterError, Options<DeleteAdapterData>> => {
+    const mutationOptions: UseMutationOptions<DeleteAdapterResponse2, DeleteAdapterError, Options<DeleteAdapterData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await deleteAdapter({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const getAdapterQueryKey = (options: Options<GetAdapterData>) => createQueryKey('getAdapter', options);
+
+/**
+ * Get Adapter
+ */
+export const getAdapterOptions = (options: Options<GetAdapterData>) => queryOptions<GetAdapterResponse, GetAdapterError, GetAdapterResponse, ReturnType<typeof getAdapterQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await getAdapter({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: getAdapterQueryKey(options)
+});
+
+/**
+ * Merge Adapter
+ *
+ * Fold the adapter into its base model's weights as a new local model ``name`` (a ``merge`` job).
+ */
+export const mergeAdapterMutation = (options?: Partial<Options<MergeAdapterData>>): UseMutationOptions<MergeAdapterResponse, MergeAdapterError, Options<MergeAdapterData>> => {
+    const mutationOptions: UseMutationOptions<MergeAdapterResponse, MergeAdapterError, Options<MergeAdapterData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await mergeAdapter({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Chat
+ *
+ * Reply to the conversation with the loaded model, streaming tokens as they are generated.
+ *
+ * Waits in line behind other chat requests (503 with Retry-After when the line is full); 409 when no model
+ * is loaded.
+ */
+export const chatMutation = (options?: Partial<Options<ChatData>>): UseMutationOptions<ChatResponse2, ChatError, Options<ChatData>> => {
+    const mutationOptions: UseMutationOptions<ChatResponse2, ChatError, Options<ChatData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await chat({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
 };
 
 export const getConfigQueryKey = (options?: Options<GetConfigData>) => createQueryKey('getConfig', options);
@@ -361,6 +437,45 @@ export const resumeJobMutation = (options?: Partial<Options<ResumeJobData>>): Us
     return mutationOptions;
 };
 
+/**
+ * Detach Adapter
+ *
+ * Take the adapter off the loaded model (its base weights are as before).
+ */
+export const detachAdapterMutation = (options?: Partial<Options<DetachAdapterData>>): UseMutationOptions<DetachAdapterResponse, DetachAdapterError, Options<DetachAdapterData>> => {
+    const mutationOptions: UseMutationOptions<DetachAdapterResponse, DetachAdapterError, Options<DetachAdapterData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await detachAdapter({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Attach Adapter
+ *
+ * Put an adapter on the loaded model; chat and /v1 answer through it. 409 when the loaded model is not its
+ * base, when generations are running, or when the chat template differs from the one it was trained with.
+ */
+export const attachAdapterMutation = (options?: Partial<Options<AttachAdapterData>>): UseMutationOptions<AttachAdapterResponse, AttachAdapterError, Options<AttachAdapterData>> => {
+    const mutationOptions: UseMutationOptions<AttachAdapterResponse, AttachAdapterError, Options<AttachAdapterData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await attachAdapter({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
 export const checkDownloadQueryKey = (options: Options<CheckDownloadData>) => createQueryKey('checkDownload', options);
 
 /**
@@ -636,6 +751,84 @@ export const uploadModelMutation = (options?: Partial<Options<UploadModelData>>)
     const mutationOptions: UseMutationOptions<UploadModelResponse, UploadModelError, Options<UploadModelData>> = {
         mutationFn: async (fnOptions) => {
             const { data } = await uploadModel({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const listTrainingJobsQueryKey = (options?: Options<ListTrainingJobsData>) => createQueryKey('listTrainingJobs', options);
+
+/**
+ * List Training Jobs
+ *
+ * Training jobs, newest first (``GET /jobs?kind=train``).
+ */
+export const listTrainingJobsOptions = (options?: Options<ListTrainingJobsData>) => queryOptions<ListTrainingJobsResponse, ListTrainingJobsError, ListTrainingJobsResponse, ReturnType<typeof listTrainingJobsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listTrainingJobs({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listTrainingJobsQueryKey(options)
+});
+
+/**
+ * Start Training
+ *
+ * Start a LoRA fine-tune in its own process: 202 with the ``train`` job (progress in steps, the loss curve in
+ * ``history``). 507 ``insufficient_memory`` with the plan when it will not fit, unless ``force``.
+ */
+export const startTrainingMutation = (options?: Partial<Options<StartTrainingData>>): UseMutationOptions<StartTrainingResponse, StartTrainingError, Options<StartTrainingData>> => {
+    const mutationOptions: UseMutationOptions<StartTrainingResponse, StartTrainingError, Options<StartTrainingData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await startTraining({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const getTrainingJobQueryKey = (options: Options<GetTrainingJobData>) => createQueryKey('getTrainingJob', options);
+
+/**
+ * Get Training Job
+ */
+export const getTrainingJobOptions = (options: Options<GetTrainingJobData>) => queryOptions<GetTrainingJobResponse, GetTrainingJobError, GetTrainingJobResponse, ReturnType<typeof getTrainingJobQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await getTrainingJob({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: getTrainingJobQueryKey(options)
+});
+
+/**
+ * Plan Training
+ *
+ * What the run would need (weights, adapter, gradients, optimizer state, activations) against the memory
+ * free now, the batch size that fits, the steps and examples; nothing starts.
+ */
+export const planTrainingMutation = (options?: Partial<Options<PlanTrainingData>>): UseMutationOptions<PlanTrainingResponse, PlanTrainingError, Options<PlanTrainingData>> => {
+    const mutationOptions: UseMutationOptions<PlanTrainingResponse, PlanTrainingError, Options<PlanTrainingData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await planTraining({
                 ...options,
                 ...fnOptions,
                 throwOnError: true
