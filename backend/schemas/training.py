@@ -57,6 +57,7 @@ class TrainRequest(BaseModel):
 class MemoryBreakdown(BaseModel):
     """GB a run needs, by part (AdamW: two fp32 states per trainable parameter; activations per batch)."""
 
+    runtime_gb: float = Field(description="The training process before any model: Python, torch, the libraries.")
     weights_gb: float
     adapter_gb: float
     gradients_gb: float
@@ -154,7 +155,15 @@ class TrainResult(BaseModel):
     train_loss: float | None = Field(description="The last logged training loss.")
     first_eval_loss: float | None = Field(description="The held-out loss before the first step.")
     eval_loss: float | None = Field(description="The held-out loss at the end.")
-    runtime_seconds: float
+    runtime_seconds: float = Field(
+        description="The whole job: the process's start, the model's load, training, saving."
+    )
+    train_seconds: float = Field(
+        description="The Trainer's own time for the steps (evaluations and checkpoints included)."
+    )
+    peak_memory_gb: float | None = Field(
+        None, description="The training process's peak: resident memory (CPU, MPS), or allocated on the GPU (CUDA)."
+    )
     samples: list[SampleAnswer]
 
 

@@ -158,6 +158,18 @@ def compare_answers(model: Any, tokenizer: Any, rows: list[dict[str, Any]], limi
     return out
 
 
+def peak_memory_gb(device: str) -> float | None:
+    """This process's peak memory: allocated on the GPU for CUDA, else the resident set (unified memory on MPS)."""
+    import resource
+
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 1024**3
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1024**3 if sys.platform == "darwin" else 1024**2)
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -292,6 +304,7 @@ def train(spec: TrainSpec, events: Events) -> int:
         first_eval = trainer.evaluate()["eval_loss"]
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.monotonic() - started
     if reporter.stopped:
         events.emit("stopped", step=trainer.state.global_step)
         return EXIT_STOPPED
@@ -331,7 +344,8 @@ def train(spec: TrainSpec, events: Events) -> int:
         train_loss=info.train_loss,
         first_eval_loss=first_eval,
         eval_loss=final_eval,
-        runtime_seconds=time.monotonic() - started,
+        train_seconds=train_seconds,
+        peak_memory_gb=peak_memory_gb(spec.device),
         samples=samples,
         train_output_loss=output.training_loss,
     )

@@ -1380,6 +1380,12 @@ export type MemoryBreakdown = {
      */
     optimizer_gb: number;
     /**
+     * Runtime Gb
+     *
+     * The training process before any model: Python, torch, the libraries.
+     */
+    runtime_gb: number;
+    /**
      * Total Gb
      */
     total_gb: number;
@@ -2596,7 +2602,15 @@ export type TrainResult = {
      */
     first_eval_loss: number | null;
     /**
+     * Peak Memory Gb
+     *
+     * The training process's peak: resident memory (CPU, MPS), or allocated on the GPU (CUDA).
+     */
+    peak_memory_gb?: number | null;
+    /**
      * Runtime Seconds
+     *
+     * The whole job: the process's start, the model's load, training, saving.
      */
     runtime_seconds: number;
     /**
@@ -2613,6 +2627,12 @@ export type TrainResult = {
      * The last logged training loss.
      */
     train_loss: number | null;
+    /**
+     * Train Seconds
+     *
+     * The Trainer's own time for the steps (evaluations and checkpoints included).
+     */
+    train_seconds: number;
 };
 
 /**
