@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +67,7 @@ class JobRun(Generic[J]):
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     persisted_at: float = 0.0
+    started: bool = False  # its worker picked it up (a serial kind's job may wait queued behind another)
     _on_change: Callable[[JobRun[J], bool], None] | None = field(default=None, repr=False)
 
     @property
@@ -122,6 +123,9 @@ class JobKind(Generic[J]):
     def purge(self, job: J) -> int:
         """What ``cancel(purge=True)`` removes besides stopping the job (partial files); return bytes freed."""
         return 0
+
+    def forget(self, job: J) -> None:
+        """The job leaves the history (cleared or pruned): remove what only a resume of it could use."""
 
 
 class JobManager:
@@ -228,7 +232,14 @@ class JobManager:
         job = self.get(job_id)
         with self._lock:
             run = self._runs.get(job_id)
-        if run is not None and not run.done.is_set():
+            waiting = run is not None and not run.started and not run.done.is_set()
+            if run is not None and waiting:  # still queued behind another job: it ends now, never to start
+                run.cancel.set()
+                run.started = True
+        if run is not None and waiting:
+            run.update(status="cancelled", finished_at=datetime.now(UTC))
+            run.done.set()
+        elif run is not None and not run.done.is_set():
             run.cancel.set()
             run.done.wait(timeout)
         purged = self._kind(job.kind).purge(job) if purge else 0
@@ -264,9 +275,11 @@ class JobManager:
                 for i, j in self._jobs.items()
                 if j.status in FINISHED_STATUSES and (kind is None or j.kind == kind) and not self._running(i)
             ]
+            records = [self._jobs[job_id] for job_id in gone]
             for job_id in gone:
                 self._forget(job_id)
         self.store.delete(gone)
+        self._forgotten(records)
         return len(gone)
 
     def prune(self) -> None:
@@ -277,22 +290,30 @@ class JobManager:
                 key=lambda j: j.created_at,
                 reverse=True,
             )
-            gone = [j.id for j in finished[self.history_limit :]]
+            records = finished[self.history_limit :]
+            gone = [j.id for j in records]
             for job_id in gone:
                 self._forget(job_id)
         if gone:
             self.store.delete(gone)
+            self._forgotten(records)
             logger.info("pruned %d finished job(s) beyond the last %d", len(gone), self.history_limit)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop running jobs as ``interrupted`` (resumable after the restart), then close the store."""
         with self._lock:
             runs = [r for r in self._runs.values() if not r.done.is_set()]
+            waiting = [r for r in runs if not r.started]
+            for run in waiting:  # queued behind another: never started, so listed as interrupted after the restart
+                run.started = True
         for run in runs:
             run.cancel_as = "interrupted"
             run.cancel.set()
         for run in runs:
-            run.done.wait(timeout)
+            if run in waiting:
+                run.done.set()
+            else:
+                run.done.wait(timeout)
         for worker in self._workers.values():
             worker.shutdown(wait=False, cancel_futures=True)
         self.store.close()
@@ -308,6 +329,15 @@ class JobManager:
     def _running(self, job_id: str) -> bool:
         run = self._runs.get(job_id)
         return run is not None and not run.done.is_set()
+
+    def _forgotten(self, records: Sequence[AnyJob]) -> None:
+        for job in records:
+            kind = self._kinds.get(job.kind)
+            if kind is not None:
+                try:
+                    kind.forget(job)
+                except OSError:
+                    logger.warning("could not remove what job %s kept", job.id, exc_info=True)
 
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
@@ -347,6 +377,10 @@ class JobManager:
             self.store.save(job)
 
     def _work(self, run: JobRun[Any]) -> None:
+        with self._lock:
+            if run.started:  # cancelled while it waited
+                return
+            run.started = True
         job = run.job
         try:
             changes = run.kind.run(run)

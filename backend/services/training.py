@@ -170,6 +170,8 @@ class TrainKind(JobKind[TrainJob]):
     schema = TrainJob
     phases = ("queued", "preparing", "training", "saving")
     resumable = True
+    # One run at a time: the plan counts the memory free now, which a second run would take. Later ones wait queued.
+    serial = True
 
     def __init__(self, settings: Settings, models: ModelService, datasets: DatasetService) -> None:
         self.settings = settings
@@ -367,6 +369,13 @@ class TrainKind(JobKind[TrainJob]):
         job_id = self.manager.new_id()
         run_dir = self.runs_root / job_id
         run_dir.mkdir(parents=True)
+        try:
+            return self._start(request, plan, info, job_id, run_dir)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-made stays behind
+            raise
+
+    def _start(self, request: TrainRequest, plan: TrainPlan, info: Any, job_id: str, run_dir: Path) -> TrainJob:
         rows_path = run_dir / "rows.jsonl"
         # The run keeps its own copy: deleting or replacing the dataset cannot change a run or its resume.
         with rows_path.open("w", encoding="utf-8") as out:
@@ -405,6 +414,7 @@ class TrainKind(JobKind[TrainJob]):
         return self.manager.submit(job)
 
     def run(self, run: JobRun[TrainJob]) -> dict[str, Any]:
+        run.check_cancelled()  # cancelled while it waited for the run before it
         spec = run.job.spec
         run_dir = Path(spec.run_dir)
         if not (run_dir / "spec.json").is_file():
@@ -493,6 +503,9 @@ class TrainKind(JobKind[TrainJob]):
                 samples=[SampleAnswer(**s) for s in result.get("samples", [])],
             ),
         }
+
+    def forget(self, job: TrainJob) -> None:
+        self.purge(job)  # checkpoints of a job no longer listed could never be resumed
 
     def purge(self, job: TrainJob) -> int:
         run_dir = Path(job.spec.run_dir)

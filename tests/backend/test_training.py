@@ -210,7 +210,15 @@ def test_cancel_then_resume_ends_where_an_uninterrupted_run_ends(client: TestCli
     assert whole["status"] == "ready", whole["error"]
 
     job = train(client, dataset_id, max_steps=120)
+    # Runs go one at a time: a second waits queued, and cancelling it ends it at once, without a process.
+    waiting = train(client, dataset_id, max_steps=120)
+    assert client.get(f"/jobs/{waiting['id']}").json()["status"] == "queued"
     wait_job(client, job["id"], until=lambda j: j["progress"]["completed"] >= 20)
+    assert client.get(f"/jobs/{waiting['id']}").json()["status"] == "queued"
+    never = client.delete(f"/jobs/{waiting['id']}").json()["job"]
+    assert never["status"] == "cancelled" and never["worker_pid"] is None
+    assert client.delete("/jobs", params={"kind": "train"}).json()["removed"] >= 1  # cleared: its folder goes too
+    assert not (settings.outputs_path / "runs" / waiting["id"]).exists()
     cancelled = client.delete(f"/jobs/{job['id']}")
     assert cancelled.status_code == 200
     stopped = wait_job(client, job["id"])
