@@ -97,6 +97,12 @@ class RevisionNotFoundError(StudioError):
     status_code, code = 404, "revision_not_found"
 
 
+class RepoNotFoundError(StudioError):
+    """No such Hub repo other than a model (a dataset repo), or a private one the caller cannot see."""
+
+    status_code, code = 404, "repo_not_found"
+
+
 class RepoAccessError(StudioError):
     """Gated or private repo without access, or a bad token (401 without a token, 403 with one)."""
 

@@ -1,16 +1,21 @@
 """A small, real Hugging Face Hub-compatible HTTP server for offline tests.
 
 Point ``huggingface_hub`` (``endpoint=`` or ``HF_ENDPOINT``) at :attr:`HubServer.endpoint` and it talks
-to this server exactly as it talks to the real Hub: model info, tree listing, ``HEAD``/``GET``
+to this server exactly as it talks to the real Hub: model and dataset info, tree listing, ``HEAD``/``GET``
 on ``resolve`` URLs (with ``Range`` support) and the error headers (``X-Error-Code``) that
-``huggingface_hub`` maps to its exceptions. Only the standard library is used. Xet is never advertised
-(no ``X-Xet-*`` headers, no ``xetHash``), so the library always uses plain HTTP downloads.
+``huggingface_hub`` maps to its exceptions. Model repos live under ``/api/models/...`` and ``/{repo_id}/resolve/...``,
+dataset repos (``add_repo(..., repo_type="dataset")``) under ``/api/datasets/...`` and
+``/datasets/{repo_id}/resolve/...``; the two namespaces are separate, as on the Hub. Spaces are not served.
+Only the standard library is used. Xet is never advertised (no ``X-Xet-*`` headers, no ``xetHash``), so the
+library always uses plain HTTP downloads.
 
 Example::
 
     with HubServer() as hub:
         sha = hub.add_repo("org/tiny", folder)
         path = snapshot_download("org/tiny", endpoint=hub.endpoint, cache_dir=tmp_path, token=False)
+        hub.add_repo("org/data", data_folder, repo_type="dataset")
+        hf_hub_download("org/data", "train.jsonl", repo_type="dataset", endpoint=hub.endpoint, cache_dir=tmp_path)
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 from urllib.parse import parse_qs, quote, unquote
 
 __all__ = ["HubServer", "RequestRecord", "iter_files"]
@@ -47,6 +53,9 @@ _LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # the Hub refuses non-LFS files above 10
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 64 * 1024
+
+RepoType = Literal["model", "dataset"]
+_API_PREFIXES: dict[str, RepoType] = {"models": "model", "datasets": "dataset"}  # /api/{prefix}/{repo_id}
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class _Repo:
     library_name: str | None
     tags: list[str]
     created_at: str
+    repo_type: RepoType = "model"
     revisions: dict[str, _Revision] = field(default_factory=dict)
     commits: dict[str, _Revision] = field(default_factory=dict)
 
@@ -257,7 +267,7 @@ class HubServer:
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._log: list[RequestRecord] = []
-        self._repos: dict[str, _Repo] = {}
+        self._repos: dict[tuple[RepoType, str], _Repo] = {}  # (repo type, repo id): the namespaces are separate
         self._blobs: dict[str, _File] = {}  # sha256 -> LFS file, for the CDN route
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
@@ -322,6 +332,7 @@ class HubServer:
         pipeline_tag: str | None = None,
         library_name: str | None = None,
         tags: list[str] | None = None,
+        repo_type: RepoType = "model",
     ) -> str:
         """Serve the files under ``folder`` (recursively, ``.git`` excluded) as ``repo_id`` at ``revision``.
 
@@ -336,7 +347,10 @@ class HubServer:
             private: without ``token``, the repo does not exist (404 ``RepoNotFound``) for every route.
             token: the bearer token (``Authorization: Bearer <token>``) that grants access; required when
                 ``gated`` or ``private``.
-            library_name: defaults to ``"transformers"`` when the folder has a ``config.json``.
+            library_name: defaults to ``"transformers"`` when a model repo's folder has a ``config.json``.
+            repo_type: ``"model"`` (``/api/models``, ``/{repo_id}/resolve``) or ``"dataset"`` (``/api/datasets``,
+                ``/datasets/{repo_id}/resolve``, what ``repo_type="dataset"`` calls reach). A model and a dataset
+                may share a repo id.
 
         Returns:
             The commit sha: a deterministic 40-hex string derived from ``repo_id`` and the files'
@@ -348,11 +362,14 @@ class HubServer:
         if not root.is_dir():
             raise NotADirectoryError(root)
         files = {rel: _make_file(rel, data) for rel, data in iter_files(root)}
+        # Models keep the digest they always had; other repo types add theirs, so a dataset's commit differs.
         digest = hashlib.sha1(f"commit\0{repo_id}\0".encode())
+        if repo_type != "model":
+            digest.update(f"{repo_type}\0".encode())
         for rel, f in files.items():
             digest.update(f"{rel}\0{f.blob_id}\0".encode())
         config: dict[str, object] | None = None
-        if "config.json" in files:
+        if repo_type == "model" and "config.json" in files:
             try:
                 loaded = json.loads(files["config.json"].data)
                 config = {k: loaded[k] for k in ("architectures", "model_type") if k in loaded}
@@ -366,13 +383,15 @@ class HubServer:
             config=config,
         )
         with self._lock:
-            repo = self._repos.get(repo_id)
+            repo = self._repos.get((repo_type, repo_id))
             if repo is None:
-                repo = _Repo(repo_id, private, gated, token, None, None, [], _iso(time.time()))
-                self._repos[repo_id] = repo
+                repo = _Repo(repo_id, private, gated, token, None, None, [], _iso(time.time()), repo_type)
+                self._repos[(repo_type, repo_id)] = repo
             repo.private, repo.gated, repo.token = private, gated, token
             repo.pipeline_tag = pipeline_tag
-            repo.library_name = library_name or ("transformers" if "config.json" in files else None)
+            repo.library_name = library_name or (
+                "transformers" if repo_type == "model" and "config.json" in files else None
+            )
             repo.tags = list(tags or [])
             repo.revisions[revision] = rev
             repo.commits[rev.sha] = rev
@@ -483,25 +502,31 @@ class HubServer:
         seg = [unquote(s) for s in raw_path.split("/")[1:]]
         raw_seg = raw_path.split("/")[1:]
         if method in ("GET", "HEAD"):
-            if len(seg) >= 3 and seg[:2] == ["api", "models"]:
-                return self._api_models(seg[2:], raw_seg[2:], query, token)
-            if len(seg) >= 3 and seg[0] == "api" and seg[1] in ("datasets", "spaces"):
+            if len(seg) >= 3 and seg[0] == "api" and seg[1] in _API_PREFIXES:
+                return self._api_repo(_API_PREFIXES[seg[1]], seg[2:], raw_seg[2:], query, token)
+            if len(seg) >= 3 and seg[:2] == ["api", "spaces"]:
                 raise _HttpError(404, "Repository not found", "RepoNotFound")
             if seg == ["api", "agent-harnesses"]:  # fetched by huggingface_hub's user-agent builder
                 return _json_response(200, {"standardEnvVars": [], "harnesses": {}})
             if len(seg) == 2 and seg[0] == "cdn-lfs" and _SHA256_RE.match(seg[1]):
                 return self._cdn(seg[1], handler)
-            if seg and seg[0] in ("datasets", "spaces") and "resolve" in seg:
+            if seg and seg[0] == "spaces" and "resolve" in seg:
                 raise _HttpError(404, "Repository not found", "RepoNotFound")
+            # Files: /{repo_id}/resolve/{rev}/{path} for models, /datasets/{repo_id}/resolve/... for datasets.
+            repo_type: RepoType = "dataset" if seg and seg[0] == "datasets" else "model"
+            skip = 0 if repo_type == "model" else 1
+            seg, raw_seg = seg[skip:], raw_seg[skip:]
             if len(seg) >= 5 and seg[2] == "resolve":
-                return self._resolve(f"{seg[0]}/{seg[1]}", raw_seg[3:], token, handler)
+                return self._resolve(repo_type, f"{seg[0]}/{seg[1]}", raw_seg[3:], token, handler)
             if len(seg) >= 4 and seg[1] == "resolve":
-                return self._resolve(seg[0], raw_seg[2:], token, handler)
+                return self._resolve(repo_type, seg[0], raw_seg[2:], token, handler)
+            if repo_type == "dataset" and "resolve" in seg:
+                raise _HttpError(404, "Repository not found", "RepoNotFound")
         raise _HttpError(404, f"Sorry, we can't find the page you are looking for: {method} {raw_path}")
 
-    def _lookup(self, repo_id: str, token: str | None) -> _Repo:
+    def _lookup(self, repo_type: RepoType, repo_id: str, token: str | None) -> _Repo:
         with self._lock:
-            repo = self._repos.get(repo_id)
+            repo = self._repos.get((repo_type, repo_id))
         if repo is None or (repo.private and token != repo.token):
             raise _HttpError(404, "Repository not found", "RepoNotFound")
         return repo
@@ -512,13 +537,13 @@ class HubServer:
         if token is None:
             raise _HttpError(
                 401,
-                f"Access to model {repo.repo_id} is restricted. You must have access to it and be"
+                f"Access to {repo.repo_type} {repo.repo_id} is restricted. You must have access to it and be"
                 " authenticated to access it. Please log in.",
                 "GatedRepo",
             )
         raise _HttpError(
             403,
-            f"Access to model {repo.repo_id} is restricted and you are not in the authorized list."
+            f"Access to {repo.repo_type} {repo.repo_id} is restricted and you are not in the authorized list."
             f" Visit /{repo.repo_id} on the Hub to ask for access.",
             "GatedRepo",
         )
@@ -530,33 +555,36 @@ class HubServer:
             raise _HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         return rev
 
-    def _api_models(
-        self, seg: list[str], raw_seg: list[str], query: dict[str, list[str]], token: str | None
+    def _api_repo(
+        self, repo_type: RepoType, seg: list[str], raw_seg: list[str], query: dict[str, list[str]], token: str | None
     ) -> _Response:
+        """``/api/models/...`` or ``/api/datasets/...``: info, info at a revision, tree, safetensors metadata."""
         with self._lock:
-            known = set(self._repos)
+            known = {repo_id for kind, repo_id in self._repos if kind == repo_type}
         if len(seg) >= 2 and f"{seg[0]}/{seg[1]}" in known:
             repo_id, tail, raw_tail = f"{seg[0]}/{seg[1]}", seg[2:], raw_seg[2:]
         elif seg[0] in known:
             repo_id, tail, raw_tail = seg[0], seg[1:], raw_seg[1:]
         else:
             raise _HttpError(404, "Repository not found", "RepoNotFound")
-        repo = self._lookup(repo_id, token)
+        repo = self._lookup(repo_type, repo_id, token)
+        info = self._model_info if repo_type == "model" else self._dataset_info
         if not tail:
-            return _json_response(200, self._model_info(repo, repo.default_revision, query))
+            return _json_response(200, info(repo, repo.default_revision, query))
         if tail[0] == "revision" and len(tail) >= 2:
             rev = self._revision(repo, unquote("/".join(raw_tail[1:])))
-            return _json_response(200, self._model_info(repo, rev, query))
+            return _json_response(200, info(repo, rev, query))
         if tail[0] == "tree" and len(tail) >= 2:
             rev = self._revision(repo, tail[1])
             return self._tree(rev, unquote("/".join(raw_tail[2:])).strip("/"), query)
-        if tail[0] == "safetensors-metadata" and len(tail) >= 2:
+        if tail[0] == "safetensors-metadata" and len(tail) >= 2 and repo_type == "model":
             self._check_gate(repo, token)
             return self._sharded_safetensors(repo.default_revision, unquote("/".join(raw_tail[1:])))
         raise _HttpError(404, f"Sorry, we can't find the page you are looking for: {'/'.join(seg)}")
 
     # ------------------------------------------------------------------ API payloads
-    def _model_info(self, repo: _Repo, rev: _Revision, query: dict[str, list[str]]) -> dict[str, object]:
+    @staticmethod
+    def _siblings(rev: _Revision, query: dict[str, list[str]]) -> list[dict[str, object]]:
         blobs = _is_true(query.get("blobs"))
         siblings: list[dict[str, object]] = []
         for f in rev.files.values():
@@ -566,6 +594,17 @@ class HubServer:
                 if f.sha256 is not None:
                     sibling["lfs"] = {"sha256": f.sha256, "size": len(f.data), "pointerSize": f.pointer_size}
             siblings.append(sibling)
+        return siblings
+
+    @staticmethod
+    def _only_expanded(info: dict[str, object], query: dict[str, list[str]]) -> dict[str, object]:
+        expand = [e for v in query.get("expand", []) + query.get("expand[]", []) for e in v.split(",") if e]
+        if expand:  # like the Hub: only the requested properties (unknown ones are ignored)
+            info = {k: v for k, v in info.items() if k in ("_id", "id") or k in expand}
+        return info
+
+    def _model_info(self, repo: _Repo, rev: _Revision, query: dict[str, list[str]]) -> dict[str, object]:
+        siblings = self._siblings(rev, query)
         tags = list(repo.tags)
         extra = [repo.library_name, "safetensors" if rev.safetensors else None]
         extra += [str(rev.config["model_type"])] if rev.config and "model_type" in rev.config else []
@@ -595,10 +634,27 @@ class HubServer:
         if rev.safetensors:
             total = sum(rev.safetensors.values())
             info["safetensors"] = {"parameters": dict(rev.safetensors), "total": total}
-        expand = [e for v in query.get("expand", []) + query.get("expand[]", []) for e in v.split(",") if e]
-        if expand:  # like the Hub: only the requested properties (unknown ones are ignored)
-            info = {k: v for k, v in info.items() if k in ("_id", "id") or k in expand}
-        return info
+        return self._only_expanded(info, query)
+
+    def _dataset_info(self, repo: _Repo, rev: _Revision, query: dict[str, list[str]]) -> dict[str, object]:
+        """``GET /api/datasets/{repo_id}[/revision/{rev}]``: what the Hub's dataset info holds (no model fields)."""
+        info: dict[str, object] = {
+            "_id": hashlib.sha1(f"dataset:{repo.repo_id}".encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+            "sha": rev.sha,
+            "lastModified": rev.last_modified,
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "gated": "auto" if repo.gated else False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": list(repo.tags),
+            "siblings": self._siblings(rev, query),
+            "usedStorage": sum(len(f.data) for f in rev.files.values()),
+        }
+        return self._only_expanded(info, query)
 
     def _tree(self, rev: _Revision, path: str, query: dict[str, list[str]]) -> _Response:
         recursive = _is_true(query.get("recursive"))
@@ -651,8 +707,10 @@ class HubServer:
         return _json_response(200, {"index": index, "headers": headers})
 
     # ------------------------------------------------------------------ files
-    def _resolve(self, repo_id: str, raw_tail: list[str], token: str | None, handler: _Handler) -> _Response:
-        repo = self._lookup(repo_id, token)
+    def _resolve(
+        self, repo_type: RepoType, repo_id: str, raw_tail: list[str], token: str | None, handler: _Handler
+    ) -> _Response:
+        repo = self._lookup(repo_type, repo_id, token)
         self._check_gate(repo, token)
         rev = self._revision(repo, unquote(raw_tail[0]))
         filename = unquote("/".join(raw_tail[1:]))

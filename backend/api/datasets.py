@@ -1,4 +1,5 @@
-"""``/datasets``: import a fine-tuning dataset, check it (statistics, trained-span preview), delete it.
+"""``/datasets``: import a fine-tuning dataset (an upload, or a Hub dataset repo), check it (statistics, trained-span
+preview), delete it.
 
 Handlers are plain ``def``: reading files and tokenizing rows runs in FastAPI's thread pool, off the event loop.
 """
@@ -10,7 +11,15 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile, status
 
 from backend.api.deps import DatasetServiceDep
-from backend.schemas.datasets import DatasetDetail, DatasetInfo, DatasetList, DatasetPreview, DeleteDatasetResponse
+from backend.schemas.datasets import (
+    DatasetDetail,
+    DatasetInfo,
+    DatasetList,
+    DatasetPreview,
+    DeleteDatasetResponse,
+    HubDatasetRequest,
+)
+from backend.services.dataset_hub import import_from_hub
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -20,7 +29,7 @@ DatasetId = Annotated[str, Path(description="The dataset's id, as POST /datasets
 @router.post("", operation_id="uploadDataset", response_model=DatasetInfo, status_code=status.HTTP_201_CREATED)
 def upload_dataset(
     datasets: DatasetServiceDep,
-    file: Annotated[UploadFile, File(description="A .jsonl, .json (a list of rows) or .csv file.")],
+    file: Annotated[UploadFile, File(description="A .jsonl, .json (a list of rows), .csv or .parquet file.")],
     name: Annotated[str | None, Form(description="Name to show; default: the file's name.")] = None,
 ) -> DatasetInfo:
     """Import a dataset: chat (messages), ShareGPT (conversations), instruction/input/output, prompt/completion or text.
@@ -29,6 +38,33 @@ def upload_dataset(
     ``errors: [{line, field, message}]`` (the first twenty) and ``error_count``, and nothing is kept.
     """
     return datasets.create(file.file, file.filename or "dataset", name)
+
+
+@router.post(
+    "/from-hub", operation_id="importHubDataset", response_model=DatasetInfo, status_code=status.HTTP_201_CREATED
+)
+def import_hub_dataset(body: HubDatasetRequest, datasets: DatasetServiceDep) -> DatasetInfo:
+    """Import a dataset repo from the Hugging Face Hub: the files of one split (or one `file`), checked like an upload.
+
+    Without `file`, the repo's .jsonl/.json/.csv/.parquet files whose path names `split` are read, shards
+    concatenated (or its only data file); several candidates give 400 ``invalid_request`` with ``candidates``.
+    Files over ORCHARD_MAX_DATASET_MB together are refused (413) before any is fetched; faulty rows give 422
+    ``invalid_dataset`` with ``errors: [{line, field, message, file}]``, and nothing is stored. A missing (or, without
+    a token, private) repo is 404 ``repo_not_found``; a gated one 401/403; an unreachable Hub 502/504.
+
+    This call blocks until the files are fetched and checked (it runs in the thread pool, not as a job): fine for
+    datasets up to the size limit.
+    """
+    token = body.access_token.get_secret_value() if body.access_token else None
+    return import_from_hub(
+        datasets,
+        body.repo_id,
+        revision=body.revision,
+        file=body.file,
+        split=body.split,
+        name=body.name,
+        access_token=token,
+    )
 
 
 @router.get("", operation_id="listDatasets", response_model=DatasetList)

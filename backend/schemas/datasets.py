@@ -1,13 +1,13 @@
-"""Response models for the ``/datasets`` endpoints (uploads are multipart forms, so there is no request body)."""
+"""Models for the ``/datasets`` endpoints: the responses, and the body of a Hub import (uploads are multipart forms)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-DatasetFormat = Literal["jsonl", "json", "csv"]
+DatasetFormat = Literal["jsonl", "json", "csv", "parquet"]
 DatasetShape = Literal["chat", "sharegpt", "instruction", "prompt_completion", "text"]
 TemplateSource = Literal["model", "fallback"]
 
@@ -23,8 +23,38 @@ class DatasetInfo(BaseModel):
     )
     num_examples: int
     created_at: datetime
-    source_filename: str
-    source_bytes: int = Field(description="Size of the uploaded file.")
+    source_filename: str = Field(description="The uploaded file's name, or the Hub file(s) imported.")
+    source_bytes: int = Field(description="Size of the uploaded file (of all the files, for a Hub import).")
+    source: str = Field(
+        "upload",
+        description="Where the rows came from: 'upload', or 'hub:<repo_id>@<commit>' for POST /datasets/from-hub.",
+    )
+
+
+class HubDatasetRequest(BaseModel):
+    """Import a dataset repo from the Hugging Face Hub: one split's data files, or one named file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_id: str = Field(..., min_length=1, max_length=200, examples=["tatsu-lab/alpaca"])
+    revision: str | None = Field(None, min_length=1, max_length=200, description="Branch, tag or commit; default main.")
+    file: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="A data file's path in the repo (.jsonl, .json, .csv or .parquet); default: the split's files.",
+        examples=["data/train-00000-of-00001.parquet"],
+    )
+    split: str = Field(
+        "train",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The split whose files are imported when `file` is not given: files whose path names it "
+        "(train.jsonl, data/train-00000-of-00002.parquet, train/part-0.parquet), shards concatenated.",
+    )
+    name: str | None = Field(None, max_length=200, description="Name to show; default: the repo id and split.")
+    access_token: SecretStr | None = Field(None, description="Hub token for gated/private repos; never stored.")
 
 
 class DatasetList(BaseModel):

@@ -1,4 +1,5 @@
-"""Datasets for fine-tuning: import (JSONL, JSON, CSV), one normalised form, statistics and a trained-span preview.
+"""Datasets for fine-tuning: import (JSONL, JSON, CSV, Parquet; uploaded or from the Hub), one normalised form,
+statistics and a trained-span preview.
 
 Every row becomes one of two internal forms, stored one per line in ``DATA_DIR/datasets/<id>/data.jsonl``:
 
@@ -7,9 +8,14 @@ Every row becomes one of two internal forms, stored one per line in ``DATA_DIR/d
 - ``{"text": str}`` for plain text, which is trained on as a whole.
 
 An import is checked completely before anything is written, then written to a hidden ``.tmp-<id>`` folder and
-renamed into place, so a refused or failed import leaves nothing. Token statistics and the preview use the loaded
-model's tokenizer and its chat template (or chat's fallback transcript when it has none): the same rendering chat
-uses, so what is trained is what the model sees when it answers.
+renamed into place, so a refused or failed import leaves nothing. A Hub import
+(:func:`backend.services.dataset_hub.import_from_hub`) picks a split's data files from the repo's file list, checks
+their sizes against the upload limit before fetching a byte, fetches them into the Hub cache and then goes through the
+same checks as an upload, its shards concatenated. The Chat page's exported conversations import as chat rows.
+
+Token statistics and the preview use the loaded model's tokenizer and its chat template (or chat's fallback
+transcript when it has none): the same rendering chat uses, so what is trained is what the model sees when it
+answers.
 
 Rows longer than ``max_seq_length`` tokens are *dropped* from training, not truncated: truncation cuts the end of
 the reply, end-of-turn token included, and teaches the model not to stop.
@@ -28,12 +34,18 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from backend.config import Settings
-from backend.errors import DatasetNotFoundError, InvalidDatasetError, ModelNotLoadedError, PayloadTooLargeError
+from backend.errors import (
+    DatasetNotFoundError,
+    InvalidDatasetError,
+    ModelNotLoadedError,
+    PayloadTooLargeError,
+)
 from backend.schemas.datasets import (
     CharacterStats,
     DatasetDetail,
@@ -64,6 +76,9 @@ SHAPE_KEYS: tuple[tuple[DatasetShape, tuple[str, ...]], ...] = (
     ("prompt_completion", ("prompt", "completion")),
     ("text", ("text",)),
 )
+PARQUET_MAGIC = b"PAR1"  # a Parquet file starts (and ends) with these bytes
+TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+PARQUET_BATCH_ROWS = 10_000
 DROP_POLICY = (
     "Rows longer than max_seq_length tokens are dropped from training, not truncated: truncating would cut the end "
     "of the reply and its end-of-turn token, and teach the model not to stop."
@@ -83,11 +98,12 @@ class _Fault(Exception):
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def _read_limited(src: IO[bytes], limit: int) -> bytes:
+def _read_limited(src: IO[bytes], limit: int, *, before: int = 0) -> bytes:
+    """All of ``src``, refused once ``before`` (bytes of earlier files of the same import) plus it passes ``limit``."""
     buf = bytearray()
     while chunk := src.read(CHUNK):
         buf += chunk
-        if len(buf) > limit:
+        if before + len(buf) > limit:
             raise PayloadTooLargeError(
                 f"The dataset is larger than the {limit / 1e6:.0f} MB limit (ORCHARD_MAX_DATASET_MB); split it or "
                 "raise the limit.",
@@ -172,6 +188,33 @@ def _iter_csv(text: str) -> Iterator[tuple[int, Any]]:
             start = reader.line_num + 1
     except csv.Error as exc:
         raise _file_fault(reader.line_num, f"not valid CSV ({exc})") from None
+
+
+def _is_parquet(filename: str, data: bytes) -> bool:
+    suffix = Path(filename).suffix.lower()
+    return suffix == ".parquet" or (suffix not in TEXT_SUFFIXES and data[:4] == PARQUET_MAGIC)
+
+
+def _iter_parquet(data: bytes) -> Iterator[tuple[int, Any]]:
+    """A Parquet file's rows as dicts (lists of structs become lists of dicts), each with its row number from 1.
+
+    A null column value is left out of its row, as a JSON row would lack the key (a table's rows all have every
+    column), so shape detection and the missing-field errors read Parquet rows as they read JSON rows.
+    """
+    import pyarrow as pa  # imported on first use: only Parquet needs it, and it adds to start-up time
+    import pyarrow.parquet as pq
+
+    number = 0
+    try:
+        for batch in pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
+                number += 1
+                yield number, {key: value for key, value in record.items() if value is not None}
+    except (pa.ArrowException, OSError) as exc:  # ArrowInvalid, ArrowIOError, ArrowMemoryError, ...
+        logger.info("Unreadable Parquet file: %s: %s", type(exc).__name__, exc)
+        raise _file_fault(
+            None, "not a valid Parquet file (is it cut short, or another format with a .parquet name?)"
+        ) from None
 
 
 def _file_fault(line: int | None, message: str) -> InvalidDatasetError:
@@ -270,51 +313,116 @@ def normalise(row: Any, shape: DatasetShape) -> Row:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
 
 
-def parse_dataset(data: bytes, filename: str) -> tuple[DatasetFormat, DatasetShape, list[Row]]:
-    """Read and normalise a whole file, or raise :class:`InvalidDatasetError` locating every faulty row."""
+@dataclass
+class RawRows:
+    """One file's rows as read, before shape detection: ``(line, value)``, where ``line`` is a Parquet file's row
+    number (from 1) and ``value`` a :class:`_Fault` for a line that could not be read. ``file`` is named in each
+    error when an import reads several files (a Hub import)."""
+
+    fmt: DatasetFormat
+    rows: list[tuple[int, Any]]
+    file: str | None = None
+
+
+def read_rows(data: bytes, filename: str, *, file: str | None = None) -> RawRows:
+    """Read one file's rows; the format comes from the name, else from the first bytes.
+
+    Raises:
+        InvalidDatasetError: the file as a whole cannot be read (not UTF-8, empty, not Parquet...), ``line: null``.
+    """
+    if _is_parquet(filename, data):  # binary: never decoded as text
+        return RawRows("parquet", list(_iter_parquet(data)), file)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _file_fault(None, f"the file is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     if not text.strip():
         raise _file_fault(None, "the file is empty")
+    exported = _chat_export(text)
+    if exported is not None:
+        return RawRows("json", exported, file)
     fmt = _detect_format(filename, text)
     reader = {"jsonl": _iter_jsonl, "json": _iter_json, "csv": _iter_csv}[fmt]
-    raw = list(reader(text))
-    if not raw:
+    return RawRows(fmt, list(reader(text)), file)
+
+
+def _chat_export(text: str) -> list[tuple[int, Any]] | None:
+    """The Chat page's export (``{"source": "orchard", "conversations": [{"messages": [...]}, ...]}``) as chat rows,
+    each located by its conversation's number; None for any other file."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        whole = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None  # JSON lines, say: read as such
+    conversations = whole.get("conversations") if isinstance(whole, dict) else None
+    if not isinstance(conversations, list) or whole.get("source") != "orchard":
+        return None
+    return [
+        (number, {"messages": c.get("messages")} if isinstance(c, dict) else c)
+        for number, c in enumerate(conversations, start=1)
+    ]
+
+
+def _located(file: str | None, line: int, field: str | None, message: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"line": line, "field": field, "message": message}
+    if file is not None:
+        error["file"] = file
+    return error
+
+
+def check_rows(parts: list[RawRows], *, retry: str = "fix them and upload again") -> tuple[DatasetShape, list[Row]]:
+    """Detect the shape of the rows of every part together and normalise them all, or raise
+    :class:`InvalidDatasetError` locating every faulty row (``retry`` ends its message: what to do)."""
+    total = sum(len(part.rows) for part in parts)
+    if not total:
         raise _file_fault(None, "the file holds no rows")
-    shapes = Counter(s for _, value in raw if not isinstance(value, _Fault) and (s := detect_shape(value)))
+    shapes = Counter(
+        s for part in parts for _, value in part.rows if not isinstance(value, _Fault) and (s := detect_shape(value))
+    )
     if not shapes:
+        first_part = next(part for part in parts if part.rows)
         raise InvalidDatasetError(
             "No row has fields Orchard recognises. Use messages (role/content), conversations (from/value), "
             "instruction/input/output, prompt/completion or text.",
-            errors=[{"line": raw[0][0], "field": None, "message": "no recognised fields"}],
-            error_count=len(raw),
+            errors=[_located(first_part.file, first_part.rows[0][0], None, "no recognised fields")],
+            error_count=total,
         )
     shape = max(shapes, key=lambda s: shapes[s])  # the most common; ties go to the first seen (Counter order)
     rows: list[Row] = []
     errors: list[dict[str, Any]] = []
-    for line, value in raw:
-        try:
-            if isinstance(value, _Fault):
-                raise value
-            found = detect_shape(value)
-            if found is None and isinstance(value, dict):
-                raise _Fault(None, f"no {shape} fields ({', '.join(dict(SHAPE_KEYS)[shape])})")
-            if found is not None and found != shape:
-                raise _Fault(dict(SHAPE_KEYS)[found][0], f"a {found} row in a {shape} dataset")
-            rows.append(normalise(value, shape))
-        except _Fault as fault:
-            errors.append({"line": line, "field": fault.field, "message": fault.message})
+    first_where = ""
+    for part in parts:
+        for line, value in part.rows:
+            try:
+                if isinstance(value, _Fault):
+                    raise value
+                found = detect_shape(value)
+                if found is None and isinstance(value, dict):
+                    raise _Fault(None, f"no {shape} fields ({', '.join(dict(SHAPE_KEYS)[shape])})")
+                if found is not None and found != shape:
+                    raise _Fault(dict(SHAPE_KEYS)[found][0], f"a {found} row in a {shape} dataset")
+                rows.append(normalise(value, shape))
+            except _Fault as fault:
+                errors.append(_located(part.file, line, fault.field, fault.message))
+                if not first_where:
+                    first_where = f"{'row' if part.fmt == 'parquet' else 'line'} {line}"
+                    first_where += f" of {part.file}" if part.file else ""
     if errors:
-        first = errors[0]
         raise InvalidDatasetError(
-            f"{len(errors)} of {len(raw)} rows cannot be used (first: line {first['line']}: {first['message']}); "
-            "fix them and upload again. Nothing was stored.",
+            f"{len(errors)} of {total} rows cannot be used (first: {first_where}: {errors[0]['message']}); "
+            f"{retry}. Nothing was stored.",
             errors=errors[:MAX_REPORTED_ERRORS],
             error_count=len(errors),
         )
-    return fmt, shape, rows
+    return shape, rows
+
+
+def parse_dataset(data: bytes, filename: str) -> tuple[DatasetFormat, DatasetShape, list[Row]]:
+    """Read and normalise a whole file, or raise :class:`InvalidDatasetError` locating every faulty row."""
+    raw = read_rows(data, filename)
+    shape, rows = check_rows([raw])
+    return raw.fmt, shape, rows
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -461,19 +569,38 @@ class DatasetService:
             InvalidDatasetError: the file or some rows cannot be used (each located); nothing is stored.
             PayloadTooLargeError: over ``ORCHARD_MAX_DATASET_MB``.
         """
-        data = _read_limited(src, int(self.settings.max_dataset_mb * 1e6))
+        data = _read_limited(src, self.limit_bytes)
         fmt, shape, rows = parse_dataset(data, filename)
-        dataset_id = uuid.uuid4().hex
         label = (name or "").strip() or Path(filename).stem.strip() or "dataset"
+        return self.store(rows, name=label, fmt=fmt, shape=shape, source_filename=filename, source_bytes=len(data))
+
+    @property
+    def limit_bytes(self) -> int:
+        return int(self.settings.max_dataset_mb * 1e6)
+
+    def store(
+        self,
+        rows: list[Row],
+        *,
+        name: str,
+        fmt: DatasetFormat,
+        shape: DatasetShape,
+        source_filename: str,
+        source_bytes: int,
+        source: str = "upload",
+    ) -> DatasetInfo:
+        """Write checked rows and their metadata to a hidden folder, then rename it into place."""
+        dataset_id = uuid.uuid4().hex
         info = DatasetInfo(
             id=dataset_id,
-            name=label[:200],
+            name=name[:200],
             format=fmt,
             shape=shape,
             num_examples=len(rows),
             created_at=datetime.now(UTC),
-            source_filename=filename[:255],
-            source_bytes=len(data),
+            source_filename=source_filename[:255],
+            source_bytes=source_bytes,
+            source=source,
         )
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".tmp-{dataset_id}"
@@ -487,7 +614,7 @@ class DatasetService:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        logger.info("Imported dataset %s (%s, %s, %d rows)", dataset_id, fmt, shape, len(rows))
+        logger.info("Imported dataset %s from %s (%s, %s, %d rows)", dataset_id, source, fmt, shape, len(rows))
         return info
 
     def list_all(self) -> list[DatasetInfo]:

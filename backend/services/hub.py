@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import httpx2
 from huggingface_hub import (
@@ -111,6 +111,8 @@ def hub_errors(model_id: str, *, revision: str | None = None, token_given: bool 
             model_id=model_id,
             revision=revision,
         ) from exc
+    except LocalEntryNotFoundError as exc:  # before its base class EntryNotFoundError: the Hub was not reached
+        _unreachable(exc)
     except EntryNotFoundError as exc:
         raise InvalidModelError(
             f"'{model_id}' lacks a file a transformers model needs ({exc.__class__.__name__}).", model_id=model_id
@@ -133,14 +135,18 @@ def hub_errors(model_id: str, *, revision: str | None = None, token_given: bool 
         raise HubUnavailableError(
             "The Hub did not answer in time; check the connection and retry.", status_code=504
         ) from exc
-    except (httpx2.TransportError, LocalEntryNotFoundError) as exc:  # httpx2: huggingface_hub's HTTP client
-        # LocalEntryNotFoundError: the Hub could not be reached and nothing was cached to fall back on.
-        cause = exc.__cause__ or exc.__context__
-        status = 504 if isinstance(cause, httpx2.TimeoutException) else 502
-        raise HubUnavailableError(
-            "Could not reach the Hub; check the network connection (and HF_ENDPOINT if you use a mirror).",
-            status_code=status,
-        ) from exc
+    except httpx2.TransportError as exc:  # httpx2: huggingface_hub's HTTP client
+        _unreachable(exc)
+
+
+def _unreachable(exc: Exception) -> NoReturn:
+    """The Hub could not be reached (and, for LocalEntryNotFoundError, nothing was cached to fall back on)."""
+    cause = exc.__cause__ or exc.__context__
+    status = 504 if isinstance(cause, httpx2.TimeoutException) else 502
+    raise HubUnavailableError(
+        "Could not reach the Hub; check the network connection (and HF_ENDPOINT if you use a mirror).",
+        status_code=status,
+    ) from exc
 
 
 @dataclass

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import DryRunFileInfo
+from huggingface_hub.hf_api import RepoFile
 from safetensors.numpy import save_file
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
@@ -431,3 +432,116 @@ def test_raw_http_protocol(hub: HubServer, model_dir: Path) -> None:
     status, headers, body = _request(f"{hub.endpoint}/api/whoami-v2")
     assert status == 404 and "X-Error-Code" not in headers
     assert "error" in json.loads(body)
+
+
+# --------------------------------------------------------------------------- dataset repos
+
+DATASET = "orchard-test/tiny-dataset"
+
+
+@pytest.fixture
+def dataset_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "dataset"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Tiny\n")
+    (folder / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1" + os.urandom(2048) + b"PAR1")
+    (folder / "test.jsonl").write_text('{"text": "hello"}\n')
+    return folder
+
+
+def test_dataset_info_listing_and_download(hub: HubServer, dataset_dir: Path, model_dir: Path, tmp_path: Path) -> None:
+    sha = hub.add_repo(DATASET, dataset_dir, repo_type="dataset")
+    api = HfApi(endpoint=hub.endpoint, token=False)
+    files = _files(dataset_dir)
+    cache = tmp_path / "cache"
+
+    info = api.dataset_info(DATASET)
+    assert info.id == DATASET and info.sha == sha and info.private is False and info.gated is False
+    assert info.siblings is not None and sorted(s.rfilename for s in info.siblings) == sorted(files)
+    assert api.dataset_info(DATASET, revision=sha).sha == sha
+    sized = api.dataset_info(DATASET, files_metadata=True).siblings
+    assert sized is not None and {s.rfilename: s.size for s in sized} == {n: len(d) for n, d in files.items()}
+    assert sorted(api.list_repo_files(DATASET, repo_type="dataset")) == sorted(files)
+    tree = {e.path: e for e in api.list_repo_tree(DATASET, recursive=True, expand=True, repo_type="dataset")}
+    assert set(tree) == {*files, "data"}
+    parquet = tree["data/train-00000-of-00001.parquet"]
+    assert isinstance(parquet, RepoFile) and parquet.lfs is not None and parquet.last_commit is not None
+    assert parquet.lfs.sha256 == hashlib.sha256(files["data/train-00000-of-00001.parquet"]).hexdigest()
+    assert [e.path for e in api.list_repo_tree(DATASET, path_in_repo="data", repo_type="dataset")] == [parquet.path]
+
+    for name in ("test.jsonl", "data/train-00000-of-00001.parquet"):
+        path = hf_hub_download(DATASET, name, repo_type="dataset", endpoint=hub.endpoint, cache_dir=cache, token=False)
+        assert Path(path).read_bytes() == files[name]
+        assert f"datasets--{DATASET.replace('/', '--')}" in path
+    assert {(r.method, r.path) for r in hub.requests if "/resolve/" in r.path} == {
+        (method, f"/datasets/{DATASET}/resolve/main/{name}")
+        for method in ("HEAD", "GET")
+        for name in ("test.jsonl", "data/train-00000-of-00001.parquet")
+    }
+    snapshot = snapshot_download(DATASET, repo_type="dataset", endpoint=hub.endpoint, cache_dir=cache, token=False)
+    assert Path(snapshot).name == sha and _files(Path(snapshot)) == files
+
+    # Models and datasets are separate namespaces: the same id names two repos, each found only as its type.
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info(DATASET)
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download(DATASET, "test.jsonl", endpoint=hub.endpoint, cache_dir=cache, token=False)
+    model_sha = hub.add_repo(DATASET, model_dir)
+    assert model_sha != sha and api.model_info(DATASET).sha == model_sha and api.dataset_info(DATASET).sha == sha
+    with pytest.raises(RepositoryNotFoundError):
+        api.dataset_info("orchard-test/tiny-model")
+    with pytest.raises(RevisionNotFoundError):
+        api.dataset_info(DATASET, revision="no-such-branch")
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download(DATASET, "nope.csv", repo_type="dataset", endpoint=hub.endpoint, cache_dir=cache)
+
+
+def test_dataset_access_control_and_headers(hub: HubServer, dataset_dir: Path, tmp_path: Path) -> None:
+    gated_sha = hub.add_repo("org/gated-data", dataset_dir, repo_type="dataset", gated=True, token=TOKEN)
+    hub.add_repo("org/private-data", dataset_dir, repo_type="dataset", private=True, token=TOKEN)
+    cache = tmp_path / "cache"
+
+    def download(repo_id: str, token: str | bool) -> str:
+        return hf_hub_download(
+            repo_id, "test.jsonl", repo_type="dataset", endpoint=hub.endpoint, cache_dir=cache, token=token
+        )
+
+    # Gated: the info and the file list are public, the files need access (401 without a token, 403 with another).
+    assert HfApi(endpoint=hub.endpoint, token=False).dataset_info("org/gated-data").gated == "auto"
+    assert "test.jsonl" in HfApi(endpoint=hub.endpoint).list_repo_files("org/gated-data", repo_type="dataset")
+    with pytest.raises(GatedRepoError) as no_token:
+        download("org/gated-data", False)
+    assert no_token.value.response.status_code == 401
+    with pytest.raises(GatedRepoError) as wrong_token:
+        download("org/gated-data", "hf_wrong")
+    assert wrong_token.value.response.status_code == 403
+    assert Path(download("org/gated-data", TOKEN)).read_text() == '{"text": "hello"}\n'
+    # Private: without the token the repo does not exist, for every route.
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=hub.endpoint, token=False).dataset_info("org/private-data")
+    with pytest.raises(RepositoryNotFoundError):
+        download("org/private-data", False)
+    assert HfApi(endpoint=hub.endpoint, token=TOKEN).dataset_info("org/private-data").private is True
+    assert Path(download("org/private-data", TOKEN)).read_text() == '{"text": "hello"}\n'
+
+    # The resolve route answers with the model routes' headers, LFS redirect included.
+    files = _files(dataset_dir)
+    base = f"{hub.endpoint}/datasets/org/gated-data/resolve/main"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    status, headers, body = _request(f"{base}/test.jsonl", "HEAD", auth)
+    assert (status, body, headers["X-Repo-Commit"]) == (200, b"", gated_sha)
+    assert headers["ETag"] == f'"{_git_blob_sha1(files["test.jsonl"])}"'
+    assert headers["Content-Length"] == str(len(files["test.jsonl"])) and headers["Accept-Ranges"] == "bytes"
+    status, headers, body = _request(
+        f"{base}/data/train-00000-of-00001.parquet", headers={**auth, "Range": "bytes=0-3"}
+    )
+    assert (status, body) == (206, b"PAR1")
+    hub.lfs_redirect = True
+    url = hf_hub_url("org/gated-data", "data/train-00000-of-00001.parquet", repo_type="dataset", endpoint=hub.endpoint)
+    meta = get_hf_file_metadata(url, token=TOKEN)
+    assert meta.location.startswith(f"http://localhost:{hub.port}/cdn-lfs/") and meta.commit_hash == gated_sha
+    assert meta.etag == hashlib.sha256(files["data/train-00000-of-00001.parquet"]).hexdigest()
+    status, headers, _ = _request(f"{hub.endpoint}/datasets/org/gated-data/resolve/main/nope.csv", headers=auth)
+    assert (status, headers["X-Error-Code"]) == (404, "EntryNotFound")
+    status, headers, _ = _request(f"{hub.endpoint}/datasets/nobody/missing/resolve/main/train.csv")
+    assert (status, headers["X-Error-Code"]) == (404, "RepoNotFound")

@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ImportHubDatasetData, ImportHubDatasetErrors, ImportHubDatasetResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -96,6 +96,29 @@ export const uploadDataset = <ThrowOnError extends boolean = false>(options: Opt
     ...options,
     headers: {
         'Content-Type': null,
+        ...options.headers
+    }
+});
+
+/**
+ * Import Hub Dataset
+ *
+ * Import a dataset repo from the Hugging Face Hub: the files of one split (or one `file`), checked like an upload.
+ *
+ * Without `file`, the repo's .jsonl/.json/.csv/.parquet files whose path names `split` are read, shards
+ * concatenated (or its only data file); several candidates give 400 ``invalid_request`` with ``candidates``.
+ * Files over ORCHARD_MAX_DATASET_MB together are refused (413) before any is fetched; faulty rows give 422
+ * ``invalid_dataset`` with ``errors: [{line, field, message, file}]``, and nothing is stored. A missing (or, without
+ * a token, private) repo is 404 ``repo_not_found``; a gated one 401/403; an unreachable Hub 502/504.
+ *
+ * This call blocks until the files are fetched and checked (it runs in the thread pool, not as a job): fine for
+ * datasets up to the size limit.
+ */
+export const importHubDataset = <ThrowOnError extends boolean = false>(options: Options<ImportHubDatasetData, ThrowOnError>) => (options.client ?? client).post<ImportHubDatasetResponses, ImportHubDatasetErrors, ThrowOnError>({
+    url: '/datasets/from-hub',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
         ...options.headers
     }
 });

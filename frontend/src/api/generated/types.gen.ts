@@ -154,7 +154,7 @@ export type BodyUploadDataset = {
     /**
      * File
      *
-     * A .jsonl, .json (a list of rows) or .csv file.
+     * A .jsonl, .json (a list of rows), .csv or .parquet file.
      */
     file: Blob | File;
     /**
@@ -406,7 +406,7 @@ export type DatasetDetail = {
      *
      * The uploaded file's format.
      */
-    format: 'jsonl' | 'json' | 'csv';
+    format: 'jsonl' | 'json' | 'csv' | 'parquet';
     /**
      * Id
      */
@@ -426,13 +426,21 @@ export type DatasetDetail = {
      */
     shape: 'chat' | 'sharegpt' | 'instruction' | 'prompt_completion' | 'text';
     /**
+     * Source
+     *
+     * Where the rows came from: 'upload', or 'hub:<repo_id>@<commit>' for POST /datasets/from-hub.
+     */
+    source?: string;
+    /**
      * Source Bytes
      *
-     * Size of the uploaded file.
+     * Size of the uploaded file (of all the files, for a Hub import).
      */
     source_bytes: number;
     /**
      * Source Filename
+     *
+     * The uploaded file's name, or the Hub file(s) imported.
      */
     source_filename: string;
     statistics: DatasetStats;
@@ -453,7 +461,7 @@ export type DatasetInfo = {
      *
      * The uploaded file's format.
      */
-    format: 'jsonl' | 'json' | 'csv';
+    format: 'jsonl' | 'json' | 'csv' | 'parquet';
     /**
      * Id
      */
@@ -473,13 +481,21 @@ export type DatasetInfo = {
      */
     shape: 'chat' | 'sharegpt' | 'instruction' | 'prompt_completion' | 'text';
     /**
+     * Source
+     *
+     * Where the rows came from: 'upload', or 'hub:<repo_id>@<commit>' for POST /datasets/from-hub.
+     */
+    source?: string;
+    /**
      * Source Bytes
      *
-     * Size of the uploaded file.
+     * Size of the uploaded file (of all the files, for a Hub import).
      */
     source_bytes: number;
     /**
      * Source Filename
+     *
+     * The uploaded file's name, or the Hub file(s) imported.
      */
     source_filename: string;
 };
@@ -984,6 +1000,48 @@ export type HistogramBin = {
      * First length in the bin.
      */
     start: number;
+};
+
+/**
+ * HubDatasetRequest
+ *
+ * Import a dataset repo from the Hugging Face Hub: one split's data files, or one named file.
+ */
+export type HubDatasetRequest = {
+    /**
+     * Access Token
+     *
+     * Hub token for gated/private repos; never stored.
+     */
+    access_token?: null;
+    /**
+     * File
+     *
+     * A data file's path in the repo (.jsonl, .json, .csv or .parquet); default: the split's files.
+     */
+    file?: string | null;
+    /**
+     * Name
+     *
+     * Name to show; default: the repo id and split.
+     */
+    name?: string | null;
+    /**
+     * Repo Id
+     */
+    repo_id: string;
+    /**
+     * Revision
+     *
+     * Branch, tag or commit; default main.
+     */
+    revision?: string | null;
+    /**
+     * Split
+     *
+     * The split whose files are imported when `file` is not given: files whose path names it (train.jsonl, data/train-00000-of-00002.parquet, train/part-0.parquet), shards concatenated.
+     */
+    split?: string;
 };
 
 /**
@@ -2867,6 +2925,48 @@ export type DownloadRequestWritable = {
 };
 
 /**
+ * HubDatasetRequest
+ *
+ * Import a dataset repo from the Hugging Face Hub: one split's data files, or one named file.
+ */
+export type HubDatasetRequestWritable = {
+    /**
+     * Access Token
+     *
+     * Hub token for gated/private repos; never stored.
+     */
+    access_token?: string | null;
+    /**
+     * File
+     *
+     * A data file's path in the repo (.jsonl, .json, .csv or .parquet); default: the split's files.
+     */
+    file?: string | null;
+    /**
+     * Name
+     *
+     * Name to show; default: the repo id and split.
+     */
+    name?: string | null;
+    /**
+     * Repo Id
+     */
+    repo_id: string;
+    /**
+     * Revision
+     *
+     * Branch, tag or commit; default main.
+     */
+    revision?: string | null;
+    /**
+     * Split
+     *
+     * The split whose files are imported when `file` is not given: files whose path names it (train.jsonl, data/train-00000-of-00002.parquet, train/part-0.parquet), shards concatenated.
+     */
+    split?: string;
+};
+
+/**
  * ResumeRequest
  */
 export type ResumeRequestWritable = {
@@ -3098,6 +3198,31 @@ export type UploadDatasetResponses = {
 };
 
 export type UploadDatasetResponse = UploadDatasetResponses[keyof UploadDatasetResponses];
+
+export type ImportHubDatasetData = {
+    body: HubDatasetRequestWritable;
+    path?: never;
+    query?: never;
+    url: '/datasets/from-hub';
+};
+
+export type ImportHubDatasetErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ImportHubDatasetError = ImportHubDatasetErrors[keyof ImportHubDatasetErrors];
+
+export type ImportHubDatasetResponses = {
+    /**
+     * Successful Response
+     */
+    201: DatasetInfo;
+};
+
+export type ImportHubDatasetResponse = ImportHubDatasetResponses[keyof ImportHubDatasetResponses];
 
 export type DeleteDatasetData = {
     body?: never;

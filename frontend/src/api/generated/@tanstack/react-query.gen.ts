@@ -3,8 +3,8 @@
 import { type InfiniteData, infiniteQueryOptions, queryOptions, type UseMutationOptions } from '@tanstack/react-query';
 
 import { client } from '../client.gen';
-import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteLocalModel, detachAdapter, downloadModel, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getJob, getModelInfo, getTrainingJob, health, listAdapters, listDatasets, listDownloadJobs, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
-import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
+import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteLocalModel, detachAdapter, downloadModel, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getJob, getModelInfo, getTrainingJob, health, importHubDataset, listAdapters, listDatasets, listDownloadJobs, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
+import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ImportHubDatasetData, ImportHubDatasetError, ImportHubDatasetResponse, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
 
 export type QueryKey<TOptions extends Options> = [
     Pick<TOptions, 'baseUrl' | 'body' | 'headers' | 'path' | 'query'> & {
@@ -189,6 +189,34 @@ export const uploadDatasetMutation = (options?: Partial<Options<UploadDatasetDat
     const mutationOptions: UseMutationOptions<UploadDatasetResponse, UploadDatasetError, Options<UploadDatasetData>> = {
         mutationFn: async (fnOptions) => {
             const { data } = await uploadDataset({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Import Hub Dataset
+ *
+ * Import a dataset repo from the Hugging Face Hub: the files of one split (or one `file`), checked like an upload.
+ *
+ * Without `file`, the repo's .jsonl/.json/.csv/.parquet files whose path names `split` are read, shards
+ * concatenated (or its only data file); several candidates give 400 ``invalid_request`` with ``candidates``.
+ * Files over ORCHARD_MAX_DATASET_MB together are refused (413) before any is fetched; faulty rows give 422
+ * ``invalid_dataset`` with ``errors: [{line, field, message, file}]``, and nothing is stored. A missing (or, without
+ * a token, private) repo is 404 ``repo_not_found``; a gated one 401/403; an unreachable Hub 502/504.
+ *
+ * This call blocks until the files are fetched and checked (it runs in the thread pool, not as a job): fine for
+ * datasets up to the size limit.
+ */
+export const importHubDatasetMutation = (options?: Partial<Options<ImportHubDatasetData>>): UseMutationOptions<ImportHubDatasetResponse, ImportHubDatasetError, Options<ImportHubDatasetData>> => {
+    const mutationOptions: UseMutationOptions<ImportHubDatasetResponse, ImportHubDatasetError, Options<ImportHubDatasetData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await importHubDataset({
                 ...options,
                 ...fnOptions,
                 throwOnError: true
