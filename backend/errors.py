@@ -147,6 +147,12 @@ class ModelBusyError(StudioError):
     status_code, code = 409, "model_busy"
 
 
+class ChatTemplateMismatchError(StudioError):
+    """An adapter trained with another chat template than the loaded model has (``force`` overrides)."""
+
+    status_code, code = 409, "chat_template_mismatch"
+
+
 class ModelNotLoadedError(StudioError):
     """A request needs a loaded model and there is none, or another one is loaded."""
 

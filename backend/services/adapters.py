@@ -22,6 +22,7 @@ from typing import Any
 from backend.config import Settings
 from backend.errors import (
     AdapterNotFoundError,
+    ChatTemplateMismatchError,
     InvalidRequestError,
     ModelBusyError,
     ModelNotFoundError,
@@ -101,7 +102,7 @@ class AdapterService:
         self._check_base(loaded, info)
         template = getattr(loaded.tokenizer, "chat_template", None) or None
         if template != info.chat_template and not force:
-            raise ModelBusyError(
+            raise ChatTemplateMismatchError(
                 f"Adapter '{info.name}' was trained with a different chat template than '{loaded.metadata.model_id}' "
                 "has now: its answers would not match its training. Pass force=true to attach it anyway.",
                 adapter_id=adapter_id,

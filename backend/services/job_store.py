@@ -41,9 +41,13 @@ class JobStore:
         # writes, which a restart marks interrupted anyway. A full sync per phase change cost loads milliseconds.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        self._closed = False
 
     def save(self, job: AnyJob) -> None:
         with self._lock:
+            if self._closed:  # a job that ended after the shutdown: the next start marks it interrupted anyway
+                logger.debug("job %s ended after the store closed (%s); not saved", job.id, job.status)
+                return
             self._db.execute(
                 "INSERT INTO jobs (id, kind, status, created_at, data) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
@@ -89,4 +93,5 @@ class JobStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()

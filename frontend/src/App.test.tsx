@@ -25,4 +25,15 @@ describe("LoadedPill", () => {
     renderWithProviders(<LoadedPill />);
     expect(await screen.findByRole("link", { name: "Current model: tiny-gpt2 · generating" })).toBeInTheDocument();
   });
+
+  it("names the adapter chat answers through", async () => {
+    mockApi({
+      "GET /model/current": make.current({
+        loaded: true,
+        metadata: make.metadata({ model_id: "tiny-llama", adapter: { id: "train-1", name: "codes-adapter" } }),
+      }),
+    });
+    renderWithProviders(<LoadedPill />);
+    expect(await screen.findByRole("link", { name: "Current model: tiny-llama + codes-adapter · cpu" })).toBeInTheDocument();
+  });
 });

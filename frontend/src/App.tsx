@@ -9,12 +9,17 @@ import { ModelsPage } from "./pages/ModelsPage";
 import { NotFoundPage } from "./pages/NotFoundPage";
 import { SystemPage } from "./pages/SystemPage";
 
-// The chat page brings the markdown renderer: it loads on first visit, keeping the first page small.
+// The chat page brings the markdown renderer and the training page the chart library: each loads on first visit,
+// keeping the first page small (and so does the datasets page, which few visits need).
 const ChatPage = lazy(() => import("./pages/ChatPage").then((module) => ({ default: module.ChatPage })));
+const DatasetsPage = lazy(() => import("./pages/DatasetsPage").then((module) => ({ default: module.DatasetsPage })));
+const TrainingPage = lazy(() => import("./pages/TrainingPage").then((module) => ({ default: module.TrainingPage })));
 
 const NAV = [
   { to: "/chat", label: "Chat" },
   { to: "/models", label: "Models" },
+  { to: "/datasets", label: "Datasets" },
+  { to: "/training", label: "Training" },
   { to: "/current", label: "Current model" },
   { to: "/system", label: "System" },
 ];
@@ -25,10 +30,11 @@ export function LoadedPill() {
     refetchInterval: (query) => (query.state.data?.activity === "idle" ? 5_000 : 1_000),
   });
   const loading = data?.activity === "loading" ? (data.loading ?? data.loading_job?.model_id ?? "a model") : null;
+  const adapter = data?.metadata?.adapter ? ` + ${data.metadata.adapter.name}` : "";
   const text = loading
     ? `Loading ${loading}…`
     : data?.metadata
-      ? `${data.metadata.model_id} · ${data.activity === "generating" ? "generating" : data.metadata.device}`
+      ? `${data.metadata.model_id}${adapter} · ${data.activity === "generating" ? "generating" : data.metadata.device}`
       : "No model loaded";
   const dot = loading
     ? "bg-amber-500 animate-pulse"
@@ -92,6 +98,8 @@ export function App() {
           <Route path="/" element={<Navigate to="/models" replace />} />
           <Route path="/chat" element={<Suspense fallback={<Loading />}><ChatPage /></Suspense>} />
           <Route path="/models" element={<ModelsPage />} />
+          <Route path="/datasets" element={<Suspense fallback={<Loading />}><DatasetsPage /></Suspense>} />
+          <Route path="/training" element={<Suspense fallback={<Loading />}><TrainingPage /></Suspense>} />
           <Route path="/current" element={<CurrentModelPage />} />
           <Route path="/system" element={<SystemPage />} />
           <Route path="*" element={<NotFoundPage />} />

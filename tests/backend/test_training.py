@@ -188,6 +188,18 @@ def test_a_run_learns_the_task_and_its_adapter_answers_in_chat(client: TestClien
     taken = client.post(f"/adapters/{job['id']}/merge", json={"name": "tiny-base-codes"})
     assert taken.status_code == 409
 
+    # Attaching checks the base model and the chat template the adapter was trained with.
+    assert client.post("/model/load", json={"model_id": "tiny-base-codes", "wait": True}).status_code == 200
+    other = client.post("/model/adapter", json={"adapter_id": job["id"]})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "model_not_loaded"
+    assert client.post("/model/load", json={"model_id": "tiny-base", "wait": True}).status_code == 200
+    meta = Path(adapter["path"]) / "orchard_adapter.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "chat_template": "{{ messages }}"}))
+    mismatch = client.post("/model/adapter", json={"adapter_id": job["id"]})
+    assert mismatch.status_code == 409 and mismatch.json()["error"]["code"] == "chat_template_mismatch"
+    assert client.post("/model/adapter", json={"adapter_id": job["id"], "force": True}).status_code == 200
+    assert client.delete("/model/adapter").status_code == 200
+
     assert client.delete(f"/adapters/{job['id']}").status_code == 200
     assert client.get("/adapters").json()["adapters"] == []
 

@@ -64,3 +64,11 @@ def test_app_route_shared_with_an_api_path(settings: Settings, tmp_path: Path) -
         api = client.get("/chat")
         assert api.status_code == 405 and api.json()["error"]["code"] == "method_not_allowed"
         assert client.post("/chat", json={"messages": []}).status_code == 422
+
+
+def test_app_route_that_is_also_an_api_list(settings: Settings, tmp_path: Path) -> None:
+    """``/datasets`` is the Datasets page for a browser's page load and the list for the API and the app's fetches."""
+    with _client(settings, _build(tmp_path)) as client:
+        assert "Orchard app" in client.get("/datasets", headers=HTML).text
+        assert client.get("/datasets").json() == {"datasets": []}
+        assert client.get("/datasets", headers={"Accept": "application/json"}).json() == {"datasets": []}

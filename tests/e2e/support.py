@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -37,6 +38,10 @@ class Orchard:
     def get(self, path: str) -> httpx.Response:
         """A plain API call, to learn what the UI should show (the API's own words, not a guess)."""
         return httpx.get(self.url + path, timeout=10, trust_env=False)
+
+    def post(self, path: str, *, timeout: float = 10, **kwargs: Any) -> httpx.Response:
+        """A plain API call to set the stage (load a model, store a dataset) or to learn what the UI should show."""
+        return httpx.post(self.url + path, timeout=timeout, trust_env=False, **kwargs)
 
 
 @dataclass

@@ -175,8 +175,14 @@ export function Facts({ items }: { items: Array<[string, ReactNode]> }) {
   );
 }
 
-export function TextField({ label, hint, className = "", ...props }: React.InputHTMLAttributes<HTMLInputElement> & { label: string; hint?: ReactNode }) {
+export function TextField({ label, hint, error, className = "", ...props }: React.InputHTMLAttributes<HTMLInputElement> & {
+  label: string;
+  hint?: ReactNode;
+  /** What is wrong with the value, shown under the field in place of the hint. */
+  error?: string | null;
+}) {
   const id = useId();
+  const note = error || hint;
   return (
     <div className={className}>
       <label htmlFor={id} className="mb-1 block text-sm font-medium">
@@ -185,19 +191,26 @@ export function TextField({ label, hint, className = "", ...props }: React.Input
       <input
         id={id}
         {...props}
-        aria-describedby={hint ? `${id}-hint` : undefined}
-        className="w-full rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm shadow-xs placeholder:text-zinc-400 dark:border-zinc-700 dark:bg-zinc-950"
+        aria-invalid={error ? true : undefined}
+        aria-describedby={note ? `${id}-hint` : undefined}
+        className={`w-full rounded-lg border bg-white px-3 py-2 text-sm shadow-xs placeholder:text-zinc-400 dark:bg-zinc-950 ${
+          error ? "border-red-500 dark:border-red-500" : "border-zinc-300 dark:border-zinc-700"
+        }`}
       />
-      {hint && (
-        <p id={`${id}-hint`} className="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
-          {hint}
+      {note && (
+        <p id={`${id}-hint`} className={`mt-1 text-xs ${error ? "text-red-700 dark:text-red-300" : "text-zinc-500 dark:text-zinc-400"}`}>
+          {note}
         </p>
       )}
     </div>
   );
 }
 
-export function SelectField({ label, options, className = "", ...props }: React.SelectHTMLAttributes<HTMLSelectElement> & { label: string; options: Array<[string, string]> }) {
+export function SelectField({ label, options, hint, className = "", ...props }: React.SelectHTMLAttributes<HTMLSelectElement> & {
+  label: string;
+  options: Array<[string, string]>;
+  hint?: ReactNode;
+}) {
   const id = useId();
   return (
     <div className={className}>
@@ -207,6 +220,7 @@ export function SelectField({ label, options, className = "", ...props }: React.
       <select
         id={id}
         {...props}
+        aria-describedby={hint ? `${id}-hint` : undefined}
         className="w-full rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm dark:border-zinc-700 dark:bg-zinc-950"
       >
         {options.map(([value, text]) => (
@@ -215,6 +229,11 @@ export function SelectField({ label, options, className = "", ...props }: React.
           </option>
         ))}
       </select>
+      {hint && (
+        <p id={`${id}-hint`} className="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
+          {hint}
+        </p>
+      )}
     </div>
   );
 }

@@ -34,6 +34,24 @@ describe("CurrentModelPage", () => {
     expect(screen.queryByRole("button", { name: "Unload" })).not.toBeInTheDocument();
   });
 
+  it("shows the adapter on the model, and takes it off", async () => {
+    const plain = make.metadata({ model_id: "tiny-llama" });
+    const api = mockApi({
+      "GET /model/current": make.current({ loaded: true, metadata: { ...plain, adapter: { id: "train-1", name: "codes-adapter" } } }),
+      "DELETE /model/adapter": plain,
+    });
+    const { user } = renderWithProviders(<CurrentModelPage />);
+
+    const adapter = await screen.findByText("codes-adapter");
+    expect(adapter.closest("dd")).toHaveTextContent("codes-adapter chat answers through it");
+    api.route("GET /model/current", make.current({ loaded: true, metadata: plain }));
+    await user.click(screen.getByRole("button", { name: "Take codes-adapter off the model" }));
+
+    expect(await screen.findByRole("status")).toHaveTextContent("Adapter taken off: tiny-llama answers on its own again.");
+    expect(api.calls("DELETE /model/adapter")).toHaveLength(1);
+    expect(await screen.findByText("none")).toBeInTheDocument();
+  });
+
   it("says nothing is loaded and links to the models page", async () => {
     mockApi({ "GET /model/current": make.current() });
     renderWithProviders(<CurrentModelPage />);

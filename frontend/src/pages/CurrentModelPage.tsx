@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link } from "react-router";
 import {
+  detachAdapterMutation,
   getCurrentModelOptions,
   invalidateModels,
   unloadModelMutation,
@@ -27,6 +28,17 @@ function ModelFacts({ model }: { model: ModelMetadata }) {
   return (
     <Facts
       items={[
+        [
+          "Adapter",
+          model.adapter ? (
+            <span className="flex flex-wrap items-center gap-2">
+              <Badge tone="good">{model.adapter.name}</Badge>{" "}
+              <span className="text-xs font-normal text-zinc-500 dark:text-zinc-400">chat answers through it</span>
+            </span>
+          ) : (
+            <span className="text-zinc-500 dark:text-zinc-400">none</span>
+          ),
+        ],
         ["Architecture", model.architecture ?? "unknown"],
         ["Model type", model.model_type ?? "unknown"],
         ["Parameters", formatParams(model.num_parameters)],
@@ -105,11 +117,19 @@ export function CurrentModelPage() {
     onSettled: () => invalidateModels(queryClient),
   });
 
+  const detach = useMutation({
+    ...detachAdapterMutation(),
+    onMutate: () => setNotice(null),
+    onSuccess: (model) => setNotice(`Adapter taken off: ${model.model_id} answers on its own again.`),
+    onSettled: () => invalidateModels(queryClient),
+  });
+
   return (
     <>
       <PageHeader title="Current model" description="The model Orchard answers with, and the memory it holds." />
       <div className="space-y-6">
         <ErrorMessage error={unload.error} title="Could not unload the model" onDismiss={() => unload.reset()} />
+        <ErrorMessage error={detach.error} title="Could not take the adapter off" onDismiss={() => detach.reset()} />
         <Notice onDismiss={() => setNotice(null)}>{notice}</Notice>
         {current.isPending ? (
           <Card>
@@ -126,6 +146,11 @@ export function CurrentModelPage() {
                 actions={
                   <>
                     {current.data.activity === "generating" && <Generating count={current.data.generations ?? 0} />}
+                    {current.data.metadata.adapter && (
+                      <Button onClick={() => detach.mutate({})} busy={detach.isPending} aria-label={`Take ${current.data.metadata.adapter.name} off the model`}>
+                        Take off adapter
+                      </Button>
+                    )}
                     <Button variant="danger" onClick={() => unload.mutate({})} busy={unload.isPending}>
                       Unload
                     </Button>

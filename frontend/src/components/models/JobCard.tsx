@@ -1,6 +1,7 @@
-// One job of any kind (a download, a load): its phase, a progress bar in the job's own unit (bytes with speed and
-// time left for a download, tensors for a load), and Cancel or Resume. JobProgress is the same bar, compact, for
-// the places that start a job and follow it in line (the Load buttons, the current model).
+// One job of any kind (a download, a load, a fine-tune, a merge): its phase, a progress bar in the job's own unit
+// (bytes with speed and time left for a download, tensors for a load, steps with the loss for training), and Cancel
+// or Resume. JobProgress is the same bar, compact, for the places that start a job and follow it in line (the Load
+// buttons, the current model, a merge under its adapter).
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { ApiError } from "../../api/client";
@@ -85,18 +86,22 @@ export function jobNames(job: Job) {
   };
 }
 
-function hintFor(job: Job): string | undefined {
+export function statusOf(job: Job): { label: string; tone: Tone } {
+  return STATUS[job.status];
+}
+
+export function hintFor(job: Job): string | undefined {
   return KIND_HINT[job.kind][job.status] ?? HINT[job.status];
 }
 
-function progressValue(job: Job): number | null {
+export function progressValue(job: Job): number | null {
   if (job.status === "ready") return 100;
   const percent = job.progress?.percent;
   if (percent !== null && percent !== undefined) return percent;
   return isActive(job) ? null : 0;
 }
 
-function barTone(job: Job): "brand" | "warn" | "bad" {
+export function barTone(job: Job): "brand" | "warn" | "bad" {
   if (job.status === "failed") return "bad";
   return job.status === "cancelled" || job.status === "interrupted" ? "warn" : "brand";
 }
@@ -105,7 +110,8 @@ function count(n: number, unit: string): string {
   return `${n.toLocaleString()} ${unit}`;
 }
 
-/** "420 MB of 1.0 GB · 12.5 MB/s · 46 s left · 2 of 5 files" for a download, "120 of 290 tensors" for a load. */
+/** "420 MB of 1.0 GB · 12.5 MB/s · 46 s left · 2 of 5 files" for a download, "120 of 290 tensors" for a load,
+ * "60 of 150 steps · loss 0.820 · 45 s left" for a fine-tune. */
 function ProgressLine({ job }: { job: Job }) {
   const p = job.progress ?? {};
   const unit = p.unit ?? "bytes";
@@ -118,7 +124,8 @@ function ProgressLine({ job }: { job: Job }) {
   } else if (p.completed) {
     parts.push(count(p.completed, unit));
   }
-  if (job.status === "downloading") {
+  if (job.kind === "train" && job.progress?.loss != null) parts.push(`loss ${job.progress.loss.toPrecision(3)}`);
+  if (job.status === "downloading" || job.status === "training") {
     if (p.bytes_per_second) parts.push(formatSpeed(p.bytes_per_second));
     if (p.eta_seconds !== null && p.eta_seconds !== undefined) parts.push(`${formatDuration(p.eta_seconds)} left`);
   }
@@ -135,7 +142,7 @@ export function jobError(job: Job): ApiError | null {
 }
 
 /** Cancel and Resume; the answer is the job, so it shows at once. */
-function useJobControls() {
+export function useJobControls() {
   const queryClient = useQueryClient();
   const cancel = useMutation({
     ...cancelJobMutation(),
@@ -195,6 +202,17 @@ export function JobCard({ job }: { job: Job }) {
                 See the current model
               </Link>
             </p>
+          )}
+          {job.kind === "train" && job.status === "ready" && (
+            <p className="text-xs text-zinc-600 dark:text-zinc-400">
+              Adapter “{job.spec.name}” is ready.{" "}
+              <Link to="/training" className="text-brand-700 underline dark:text-brand-500">
+                See its results and use it in chat
+              </Link>
+            </p>
+          )}
+          {job.kind === "merge" && job.status === "ready" && job.result && (
+            <p className="text-xs text-zinc-600 dark:text-zinc-400">Merged: “{job.result}” is under Local models.</p>
           )}
           {job.status === "ready" && !job.result && job.kind === "download" && job.load === false && (
             <p className="text-xs text-zinc-600 dark:text-zinc-400">Downloaded; load it from Local models.</p>

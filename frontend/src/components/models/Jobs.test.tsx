@@ -233,4 +233,30 @@ describe("JobList", () => {
     expect(await screen.findByText("Ready")).toBeInTheDocument();
     await waitFor(() => expect(queryClient.getQueryState(listLocalModelsQueryKey())?.isInvalidated).toBe(true));
   });
+
+  it("draws a fine-tune's progress in steps, with its loss and time left, and names it by its adapter", async () => {
+    jobsApi([make.trainJob()]);
+    renderWithProviders(<JobList />);
+
+    const item = await screen.findByRole("article", { name: "Fine-tune tiny-llama on codes" });
+    expect(within(item).getByRole("progressbar", { name: "Training progress for codes-adapter" })).toHaveAttribute("aria-valuenow", "40");
+    expect(within(item).getByText("60 of 150 steps · loss 0.820 · 45 s left")).toBeInTheDocument();
+    expect(within(item).getByText("Training the adapter.")).toBeInTheDocument();
+    expect(within(item).getByRole("button", { name: "Cancel training of codes-adapter" })).toBeInTheDocument();
+  });
+
+  it("says where a finished fine-tune and a finished merge left their results", async () => {
+    jobsApi([
+      make.trainJob({ ...ready, progress: { unit: "steps", completed: 150, total: 150, percent: 100 } }),
+      make.mergeJob({ ...ready, result: "tiny-llama-codes" }),
+    ]);
+    renderWithProviders(<JobList />);
+
+    const train = await screen.findByRole("article", { name: "Fine-tune tiny-llama on codes" });
+    expect(within(train).getByText("150 of 150 steps")).toBeInTheDocument();
+    expect(within(train).getByText(/Adapter “codes-adapter” is ready\./)).toBeInTheDocument();
+    expect(within(train).getByRole("link", { name: "See its results and use it in chat" })).toHaveAttribute("href", "/training");
+    const merge = screen.getByRole("article", { name: "Merge codes-adapter into tiny-llama-codes" });
+    expect(within(merge).getByText("Merged: “tiny-llama-codes” is under Local models.")).toBeInTheDocument();
+  });
 });
