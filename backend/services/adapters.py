@@ -23,6 +23,7 @@ from backend.config import Settings
 from backend.errors import (
     AdapterNotFoundError,
     ChatTemplateMismatchError,
+    InvalidModelError,
     InvalidRequestError,
     ModelBusyError,
     ModelNotFoundError,
@@ -94,8 +95,9 @@ class AdapterService:
 
         Raises:
             AdapterNotFoundError; ModelNotLoadedError (no model, or not the adapter's base: 409 with why);
-            ModelBusyError (generations are running, or a load); InvalidRequestError (the chat template differs
-            from the one trained with, unless ``force``).
+            ModelBusyError (generations are running, or a load); ChatTemplateMismatchError (the chat template
+            differs from the one trained with, unless ``force``); InvalidModelError (the adapter's files are
+            unreadable: the model stays loaded without an adapter).
         """
         info = self.get(adapter_id)
         loaded = self._loaded()
@@ -111,8 +113,19 @@ class AdapterService:
         from peft import PeftModel
 
         with self.models.cache.loading_slot(loaded.metadata.model_id, "attaching an adapter", exclusive=True):
+            if self.models.cache.current is not loaded:
+                raise ModelBusyError("The loaded model changed meanwhile; retry.", adapter_id=adapter_id)
             base = self._without_adapter(loaded)
-            peft = PeftModel.from_pretrained(base.model, info.path, is_trainable=False)
+            try:
+                peft = PeftModel.from_pretrained(base.model, info.path, is_trainable=False)
+            except Exception as exc:  # unreadable files: the model stays loaded, with no adapter on it
+                self.models.cache.swap(base)
+                logger.warning("Adapter %s could not be attached", adapter_id, exc_info=True)
+                raise InvalidModelError(
+                    f"Adapter '{info.name}' could not be read ({type(exc).__name__}); its files may be damaged. "
+                    "Train it again, or delete it.",
+                    adapter_id=adapter_id,
+                ) from exc
             peft.eval()
             metadata = base.metadata.model_copy(update={"adapter": AttachedAdapter(id=info.id, name=info.name)})
             self.models.cache.swap(

@@ -198,7 +198,17 @@ def test_a_run_learns_the_task_and_its_adapter_answers_in_chat(client: TestClien
     mismatch = client.post("/model/adapter", json={"adapter_id": job["id"]})
     assert mismatch.status_code == 409 and mismatch.json()["error"]["code"] == "chat_template_mismatch"
     assert client.post("/model/adapter", json={"adapter_id": job["id"], "force": True}).status_code == 200
-    assert client.delete("/model/adapter").status_code == 200
+    # A damaged adapter is refused and the model stays loaded, with no adapter on it (the one before came off).
+    damaged = settings.outputs_path / "adapters" / "ffffffffffff"
+    shutil.copytree(adapter["path"], damaged)
+    (damaged / "orchard_adapter.json").write_text(json.dumps({**json.loads(meta.read_text()), "id": "ffffffffffff"}))
+    (damaged / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    broken = client.post("/model/adapter", json={"adapter_id": "ffffffffffff", "force": True})
+    assert broken.status_code == 422 and broken.json()["error"]["code"] == "invalid_model"
+    current = client.get("/model/current").json()["metadata"]
+    assert current["model_id"] == "tiny-base" and current["adapter"] is None
+    assert chat(client, question) == samples[0]["base"]
+    assert client.delete("/adapters/ffffffffffff").status_code == 200
 
     assert client.delete(f"/adapters/{job['id']}").status_code == 200
     assert client.get("/adapters").json()["adapters"] == []
