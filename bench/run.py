@@ -585,9 +585,9 @@ def bench_training(work: Path, config: tuple[str, str], steps: int = 30, batch: 
         "Fine-tuning (LoRA)",
         f"{config[0]} {config[1]}, LoRA r8 on every linear layer, batch {batch}, {steps} steps on the tests' 48 chat "
         "rows. Ours: a `train` job through the API (its Trainer time, which includes its evaluations on the held-out "
-        "tenth and checkpoints every tenth of the run); plain: a Trainer + peft script on the same ids, no "
-        "evaluation or checkpoints. Memory: the plan's estimate against the training process's peak resident set "
-        "(which also holds Python, torch and the tokenizer).",
+        "tenth and checkpoints every tenth of the run, at least 20 steps apart); plain: a Trainer + peft script on "
+        "the same ids, no evaluation or checkpoints. Memory: the plan's estimate against the training process's peak "
+        "resident set (which also holds Python, torch and the tokenizer).",
         [
             Row(
                 "seconds per step",

@@ -32,6 +32,7 @@ from backend.schemas.training import AdapterInfo, MergeSpec, TrainSpec
 from backend.utils.libraries import import_libraries
 
 EXIT_STOPPED = 3
+EVAL_MIN_STEPS = 20
 ADAPTER_META = "orchard_adapter.json"
 
 
@@ -230,7 +231,9 @@ def train(spec: TrainSpec, events: Events) -> int:
     checkpoints = run_dir / "checkpoints"
     per_epoch = math.ceil(math.ceil(len(train_rows) / spec.batch_size) / spec.gradient_accumulation_steps)
     planned = spec.max_steps or per_epoch * spec.epochs
-    every = max(1, planned // 10)
+    # Evaluate and checkpoint every tenth of the run, but not more often than every EVAL_MIN_STEPS steps: on a short
+    # run they would cost more than the steps between them (the first and the last evaluation always happen).
+    every = min(max(EVAL_MIN_STEPS, planned // 10), max(planned, 1))
     args = TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=spec.batch_size,

@@ -14,7 +14,7 @@ const RECENT = 5;
  * current model show. The live card refreshes them too, but the list can learn of the end first (and unmount
  * that card), or learn of a job another tab ran: so the list checks as well.
  */
-function useRefreshModelsWhenJobsEnd(jobs: Job[] | undefined) {
+export function useRefreshModelsWhenJobsEnd(jobs: Job[] | undefined) {
   const queryClient = useQueryClient();
   const seen = useRef<Set<string> | null>(null);
   useEffect(() => {

@@ -4,6 +4,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import { listTrainingJobsOptions } from "../../api/queries";
 import { isActive } from "../../hooks/useJobEvents";
+import { useRefreshModelsWhenJobsEnd } from "../models/Jobs";
 import { Button, Card, EmptyState, ErrorMessage, Loading } from "../ui";
 import { LiveTrainJobCard, TrainJobCard } from "./TrainJobCard";
 
@@ -16,6 +17,8 @@ export function TrainingRuns() {
     // Running jobs follow themselves; the list only needs to notice runs started elsewhere (another tab, curl).
     refetchInterval: (query) => (query.state.data?.jobs.some(isActive) ? 3_000 : 15_000),
   });
+  // The list can learn of a run's end before its live card does (and unmount it): the new adapter must show either way.
+  useRefreshModelsWhenJobsEnd(jobs.data?.jobs);
 
   if (jobs.isPending) {
     return (
