@@ -112,8 +112,7 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     optimizer = MACOptimizer.from_settings(settings)
-    device = args.device or ("cuda" if "LOCAL_RANK" in os.environ and optimizer.probe.cuda_available() else None)
-    device = device or optimizer.get_device()
+    device = args.device or optimizer.get_device()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     model = Path(args.model).resolve()

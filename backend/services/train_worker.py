@@ -74,26 +74,32 @@ def _agree(flag: bool) -> bool:
     return bool(value.item())
 
 
+def held_out(count: int, share: float) -> int:
+    """How many of ``count`` rows the eval split holds: ``share`` of them, at least one when there is any share
+    and 2+ rows, and never all of them."""
+    held = round(count * share)
+    if share > 0 and count >= 2:
+        held = min(max(held, 1), count - 1)
+    return held
+
+
 def split_examples(
     examples: list[dict[str, Any]], share: float, seed: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A seeded shuffle, then ``share`` of the rows held out (at least one when there is any share and 2+ rows)."""
+    """A seeded shuffle, then :func:`held_out` rows held out for evaluation."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    held = round(len(order) * share)
-    if share > 0 and len(order) >= 2:
-        held = min(max(held, 1), len(order) - 1)
+    held = held_out(len(order), share)
     return [examples[i] for i in order[held:]], [examples[i] for i in order[:held]]
 
 
-def load_examples(spec: TrainSpec, tokenizer: Any) -> tuple[list[dict[str, Any]], int]:
-    """The rows as training examples (ids, labels, the row), and how many were left out (too long, nothing to
-    train on, or a template that cannot render them). ``rows_path`` is any file ``POST /datasets`` accepts (the
-    server's runs pass their normalised copy)."""
-    from backend.services.dataset_tools import encode_example, parse_dataset
+def training_examples(
+    tokenizer: Any, rows: list[dict[str, Any]], max_seq_length: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows as training examples (ids, labels, the row), and how many were left out: too long, nothing to
+    train on, or a template that cannot render them. The plan counts with this too."""
+    from backend.services.dataset_tools import encode_example
 
-    path = Path(spec.rows_path)
-    _, _, rows = parse_dataset(path.read_bytes(), path.name)
     examples, dropped = [], 0
     for row in rows:
         try:
@@ -101,11 +107,21 @@ def load_examples(spec: TrainSpec, tokenizer: Any) -> tuple[list[dict[str, Any]]
         except Exception:  # jinja's errors: a template that refuses the row
             dropped += 1
             continue
-        if len(ids) > spec.max_seq_length or all(label == -100 for label in labels):
+        if len(ids) > max_seq_length or all(label == -100 for label in labels):
             dropped += 1
             continue
         examples.append({"input_ids": ids, "labels": labels, "row": row})
     return examples, dropped
+
+
+def load_examples(spec: TrainSpec, tokenizer: Any) -> tuple[list[dict[str, Any]], int]:
+    """:func:`training_examples` of ``rows_path``: any file ``POST /datasets`` accepts (the server's runs pass
+    their normalised copy)."""
+    from backend.services.dataset_tools import parse_dataset
+
+    path = Path(spec.rows_path)
+    _, _, rows = parse_dataset(path.read_bytes(), path.name)
+    return training_examples(tokenizer, rows, spec.max_seq_length)
 
 
 def _prompt_of(tokenizer: Any, row: dict[str, Any]) -> tuple[str, str, list[int]] | None:
@@ -201,9 +217,8 @@ def train(spec: TrainSpec, events: Events) -> int:
     set_seed(spec.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
-    collator_tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
-    if collator_tokenizer.pad_token_id is None:
-        collator_tokenizer.pad_token = collator_tokenizer.eos_token
+    if tokenizer.pad_token_id is None:  # batches pad with EOS (masked out of the loss); the saved files are untouched
+        tokenizer.pad_token = tokenizer.eos_token
     examples, dropped = load_examples(spec, tokenizer)
     train_rows, eval_rows = split_examples(examples, spec.validation_split, spec.seed)
     if not train_rows:
@@ -298,7 +313,7 @@ def train(spec: TrainSpec, events: Events) -> int:
         args=args,
         train_dataset=features(train_rows),
         eval_dataset=features(eval_rows) if eval_rows else None,
-        data_collator=DataCollatorForSeq2Seq(collator_tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[reporter],
     )
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))

@@ -37,6 +37,7 @@ from backend.errors import (
     ModelNotLoadedError,
     TrainingFailedError,
 )
+from backend.schemas.datasets import DatasetInfo
 from backend.schemas.training import (
     LoraSpec,
     MemoryBreakdown,
@@ -49,11 +50,11 @@ from backend.schemas.training import (
     TrainResult,
     TrainSpec,
 )
-from backend.services.dataset_tools import DatasetService, encode_example
+from backend.services.dataset_tools import DatasetService
 from backend.services.jobs import JobKind, JobRun
 from backend.services.model_files import inspect_folder
 from backend.services.model_service import ModelService
-from backend.services.train_worker import EXIT_STOPPED
+from backend.services.train_worker import EXIT_STOPPED, held_out, training_examples
 from backend.utils.libraries import import_libraries, import_lock
 from backend.utils.mac_optimization import DTYPE_BYTES, GB
 
@@ -207,17 +208,8 @@ class TrainKind(JobKind[TrainJob]):
         self.models.check_remote_code(model_id, files.config, False)
         tokenizer = self._tokenizer(path)
         max_seq = request.max_seq_length or self.settings.train_max_seq_length
-        lengths, dropped = [], 0
-        for row in self.datasets.rows(request.dataset_id):
-            try:
-                ids, labels = encode_example(tokenizer, row)
-            except Exception:  # a template that refuses the row: the training process leaves it out too
-                dropped += 1
-                continue
-            if len(ids) > max_seq or all(label == -100 for label in labels):
-                dropped += 1
-            else:
-                lengths.append(len(ids))
+        examples, dropped = training_examples(tokenizer, self.datasets.rows(request.dataset_id), max_seq)
+        lengths = [len(example["input_ids"]) for example in examples]
         if not lengths:
             raise InvalidRequestError(
                 f"No row of dataset '{info.name}' fits max_seq_length={max_seq} tokens with something to train on; "
@@ -225,9 +217,7 @@ class TrainKind(JobKind[TrainJob]):
                 dataset_id=info.id,
             )
         n = len(lengths)
-        held = round(n * request.validation_split)
-        if request.validation_split > 0 and n >= 2:
-            held = min(max(held, 1), n - 1)
+        held = held_out(n, request.validation_split)
         train_examples = n - held
 
         device = self.models.optimizer.get_device()
@@ -375,7 +365,7 @@ class TrainKind(JobKind[TrainJob]):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-made stays behind
             raise
 
-    def _start(self, request: TrainRequest, plan: TrainPlan, info: Any, job_id: str, run_dir: Path) -> TrainJob:
+    def _start(self, request: TrainRequest, plan: TrainPlan, info: DatasetInfo, job_id: str, run_dir: Path) -> TrainJob:
         rows_path = run_dir / "rows.jsonl"
         # The run keeps its own copy: deleting or replacing the dataset cannot change a run or its resume.
         with rows_path.open("w", encoding="utf-8") as out:

@@ -161,9 +161,39 @@ export function useJobControls() {
   };
 }
 
+/** Cancel while the job runs, Resume once it can be resumed. */
+export function JobButtons({ job, controls }: { job: Job; controls: ReturnType<typeof useJobControls> }) {
+  const { cancel, resume, busy } = controls;
+  const names = jobNames(job);
+  return (
+    <>
+      {isActive(job) && (
+        <Button
+          onClick={() => cancel.mutate({ path: { job_id: job.id } })}
+          busy={cancel.isPending}
+          disabled={busy}
+          aria-label={names.cancel}
+        >
+          Cancel
+        </Button>
+      )}
+      {job.resumable && (
+        <Button
+          variant="primary"
+          onClick={() => resume.mutate({ path: { job_id: job.id } })}
+          busy={resume.isPending}
+          disabled={busy}
+          aria-label={names.resume}
+        >
+          Resume
+        </Button>
+      )}
+    </>
+  );
+}
+
 export function JobCard({ job }: { job: Job }) {
   const controls = useJobControls();
-  const { cancel, resume, busy } = controls;
   const names = jobNames(job);
   const status = STATUS[job.status];
   const value = progressValue(job);
@@ -219,27 +249,7 @@ export function JobCard({ job }: { job: Job }) {
           )}
         </div>
         <div className="flex gap-2">
-          {active && (
-            <Button
-              onClick={() => cancel.mutate({ path: { job_id: job.id } })}
-              busy={cancel.isPending}
-              disabled={busy}
-              aria-label={names.cancel}
-            >
-              Cancel
-            </Button>
-          )}
-          {job.resumable && (
-            <Button
-              variant="primary"
-              onClick={() => resume.mutate({ path: { job_id: job.id } })}
-              busy={resume.isPending}
-              disabled={busy}
-              aria-label={names.resume}
-            >
-              Resume
-            </Button>
-          )}
+          <JobButtons job={job} controls={controls} />
         </div>
       </div>
       {failure && <ErrorMessage error={failure} />}

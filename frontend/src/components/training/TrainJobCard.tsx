@@ -4,8 +4,8 @@
 import type { TrainJob } from "../../api/queries";
 import { formatDate, formatDuration, formatGb } from "../../format";
 import { isActive, useJobEvents } from "../../hooks/useJobEvents";
-import { barTone, hintFor, jobError, jobNames, progressValue, statusOf, useJobControls } from "../models/JobCard";
-import { Badge, Button, ErrorMessage, Facts, ProgressBar } from "../ui";
+import { barTone, hintFor, JobButtons, jobError, jobNames, progressValue, statusOf, useJobControls } from "../models/JobCard";
+import { Badge, ErrorMessage, Facts, ProgressBar } from "../ui";
 import { LossChart } from "./LossChart";
 import { SampleAnswers } from "./SampleAnswers";
 
@@ -66,7 +66,6 @@ function Result({ job }: { job: TrainJob & { result: NonNullable<TrainJob["resul
 
 export function TrainJobCard({ job }: { job: TrainJob }) {
   const controls = useJobControls();
-  const { cancel, resume, busy } = controls;
   const names = jobNames(job);
   const status = statusOf(job);
   const value = progressValue(job);
@@ -104,22 +103,7 @@ export function TrainJobCard({ job }: { job: TrainJob }) {
       {job.status === "ready" && job.result && <Result job={{ ...job, result: job.result }} />}
       {(active || job.resumable) && (
         <div className="flex flex-wrap justify-end gap-2">
-          {active && (
-            <Button onClick={() => cancel.mutate({ path: { job_id: job.id } })} busy={cancel.isPending} disabled={busy} aria-label={names.cancel}>
-              Cancel
-            </Button>
-          )}
-          {job.resumable && (
-            <Button
-              variant="primary"
-              onClick={() => resume.mutate({ path: { job_id: job.id } })}
-              busy={resume.isPending}
-              disabled={busy}
-              aria-label={names.resume}
-            >
-              Resume
-            </Button>
-          )}
+          <JobButtons job={job} controls={controls} />
         </div>
       )}
       <ErrorMessage error={controls.error} onDismiss={controls.reset} />
