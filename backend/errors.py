@@ -133,6 +133,10 @@ class AdapterNotFoundError(StudioError):
     status_code, code = 404, "adapter_not_found"
 
 
+class ExportNotFoundError(StudioError):
+    status_code, code = 404, "export_not_found"
+
+
 class UnsafeModelError(StudioError):
     """The model needs something unsafe that settings do not allow (remote code, pickle weights)."""
 

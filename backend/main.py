@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import adapters, chat, datasets, jobs, model_loader, openai_compat, system, training
+from backend.api import adapters, chat, datasets, exports, jobs, model_loader, openai_compat, system, training
 from backend.api.access import require_access
 from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
@@ -21,6 +21,7 @@ from backend.services.adapters import AdapterService, MergeKind
 from backend.services.chat_service import ChatService
 from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
+from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
@@ -80,11 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         adapters = AdapterService(settings, service)
         downloads, loads = DownloadKind(settings, service), LoadKind(service)
         training, merges = TrainKind(settings, service, datasets), MergeKind(settings, service, adapters)
-        for kind in (downloads, loads, training, merges):
+        exports = ExportKind(settings, service, adapters)
+        for kind in (downloads, loads, training, merges, exports):
             jobs.register(kind)
         app.state.model_service, app.state.jobs = service, jobs
         app.state.downloads, app.state.loads = downloads, loads
         app.state.training, app.state.merges, app.state.adapters = training, merges, adapters
+        app.state.exports = exports
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
         app.state.datasets = datasets
         if settings.warmup:
@@ -131,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets.router,
         training.router,
         adapters.router,
+        exports.router,
     )
     for router in routers:
         app.include_router(router, dependencies=[Depends(require_access)])

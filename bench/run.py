@@ -609,6 +609,82 @@ def bench_training(work: Path, config: tuple[str, str], steps: int = 30, batch: 
     )
 
 
+# --------------------------------------------------------------------------- GGUF export
+
+
+def bench_export(work: Path, config: tuple[str, str], types: tuple[str, ...] = ("f32", "f16", "q8_0")) -> Section:
+    """Our export job's seconds per GB written and file size per type; llama.cpp's convert_hf_to_gguf.py on the
+    same model where ``LLAMA_CPP_DIR`` names a llama.cpp checkout (none is installed with Orchard)."""
+    path = model_path(*config)
+    source_gb = sum(f.stat().st_size for f in path.glob("*.safetensors")) / 1e9
+    results: dict[str, dict[str, Any]] = {}
+    with server(work / "export", warmup=False) as orchard, orchard.client() as client:
+        for quantization in types:
+            body = {"model_id": str(path), "quantization": quantization}
+            response = client.post("/export/gguf", json=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"the export was refused: {response.text}")
+            url = f"/jobs/{response.json()['id']}"
+            wait_for(lambda u=url: client.get(u).json()["status"] in ("ready", "failed"), timeout=1800, what="export")
+            job = client.get(url).json()
+            if job["status"] != "ready":
+                raise RuntimeError(f"the export failed: {job['error']}")
+            results[quantization] = job["result"]
+            log(
+                f"export {quantization}: {job['result']['write_seconds']:.1f} s write, "
+                f"{job['result']['check_seconds']:.1f} s check"
+            )
+    convert = _convert_seconds(work, path)
+    rows = []
+    for quantization, result in results.items():
+        ours = result["write_seconds"] / source_gb
+        plain = convert.get(quantization)
+        check = result["check"]
+        rows.append(
+            Row(
+                f"{quantization}: seconds per GB of source weights; file size",
+                f"{ours:.2f} s/GB; {result['size_bytes'] / 1e6:.1f} MB (check {result['check_seconds']:.1f} s: "
+                f"top-1 {check['top1_agreement']:.2f}, rel. diff {check['max_relative_diff']:.1e})",
+                f"{plain / source_gb:.2f} s/GB" if plain is not None else "not run",
+                f"{plain / result['write_seconds']:.2f}×" if plain is not None else "",
+                "",
+                None,
+            )
+        )
+    return Section(
+        "GGUF export",
+        f"{config[0]} {config[1]} ({source_gb:.2f} GB of safetensors), one `export` job per type through the API. "
+        "Ours: the job's writing time (read, transform, quantize in numpy, write), then its self-check time apart "
+        "(the source's logits in transformers, the file read back in llama.cpp). Plain: llama.cpp's "
+        "convert_hf_to_gguf.py on the same folder (`LLAMA_CPP_DIR`; it converts to f32, f16 and q8_0; the 4- and "
+        "5-bit types need its compiled llama-quantize).",
+        rows,
+    )
+
+
+def _convert_seconds(work: Path, path: Path) -> dict[str, float]:
+    """llama.cpp's own converter's wall time per type, where a checkout is given; {} otherwise."""
+    checkout = os.environ.get("LLAMA_CPP_DIR")
+    if not checkout or not (Path(checkout) / "convert_hf_to_gguf.py").is_file():
+        log("export: LLAMA_CPP_DIR not set; llama.cpp's convert_hf_to_gguf.py not run")
+        return {}
+    seconds = {}
+    for quantization in ("f32", "f16", "q8_0"):
+        out = work / f"convert-{quantization}.gguf"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, str(Path(checkout) / "convert_hf_to_gguf.py"), str(path), "--outtype", quantization,
+             "--outfile", str(out)],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            log(f"export: convert_hf_to_gguf.py failed: {done.stderr.strip().splitlines()[-1:]}")
+            return {}
+        seconds[quantization] = time.perf_counter() - started
+    return seconds
+
+
 # --------------------------------------------------------------------------- 6. API overhead
 
 
@@ -743,7 +819,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: load,responsiveness,memory,download,generation,concurrency,training,api",
+        help="comma-separated: load,responsiveness,memory,download,generation,concurrency,training,export,api",
     )
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -763,6 +839,7 @@ def main() -> None:
         ("generation", lambda w: bench_generation(w, ("100m", "float32"), reps)),
         ("concurrency", lambda w: bench_concurrency(w, ("100m", "float32"))),
         ("training", lambda w: bench_training(w, ("100m", "float32"))),
+        ("export", lambda w: bench_export(w, ("100m", "float32"))),
         ("api", bench_api),
     ]
     sections = []

@@ -57,17 +57,19 @@ def make_model(
     max_shard_size: str | None = None,
     seed: int = 0,
     context_length: int | None = None,
+    tie_embeddings: bool | None = None,
 ) -> Path:
-    """Save a randomly initialised causal LM (``llama`` or ``gpt2``) with its tokenizer into ``path``.
+    """Save a randomly initialised causal LM (``llama``, ``qwen2`` or ``gpt2``) with its tokenizer into ``path``.
+    ``tie_embeddings`` overrides the architecture's default (Llama untied, Qwen2 and GPT-2 tied).
 
     ``max_shard_size`` (e.g. ``"100KB"``) splits the weights into shards with an index, as large models are.
     """
     import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config
 
-    tokenizer = make_tokenizer(vocab_size, LLAMA_CHAT_TEMPLATE if kind == "llama" else None)
-    if kind == "llama":
-        config: Any = LlamaConfig(
+    tokenizer = make_tokenizer(vocab_size, LLAMA_CHAT_TEMPLATE if kind in ("llama", "qwen2") else None)
+    if kind in ("llama", "qwen2"):
+        config: Any = (LlamaConfig if kind == "llama" else Qwen2Config)(
             hidden_size=hidden_size,
             intermediate_size=hidden_size * 2 + hidden_size // 2,
             num_hidden_layers=num_layers,
@@ -78,6 +80,7 @@ def make_model(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=kind == "qwen2" if tie_embeddings is None else tie_embeddings,
         )
     elif kind == "gpt2":
         config = GPT2Config(
@@ -88,6 +91,7 @@ def make_model(
             vocab_size=len(tokenizer),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True if tie_embeddings is None else tie_embeddings,
         )
     else:
         raise ValueError(kind)
@@ -130,9 +134,13 @@ def pretrain(path: Path, steps: int = 200, lr: float = 3e-3) -> Path:
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     pairs = list(itertools.pairwise(CORPUS[:6]))
+    from backend.services.chat_service import FALLBACK_TEMPLATE
+
     texts = [
         tokenizer.apply_chat_template(
-            [{"role": "user", "content": a}, {"role": "assistant", "content": b}], tokenize=False
+            [{"role": "user", "content": a}, {"role": "assistant", "content": b}],
+            chat_template=None if tokenizer.chat_template else FALLBACK_TEMPLATE,
+            tokenize=False,
         )
         for a, b in pairs
     ]

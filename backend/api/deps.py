@@ -11,6 +11,7 @@ from backend.services.adapters import AdapterService, MergeKind
 from backend.services.chat_service import ChatService
 from backend.services.dataset_tools import DatasetService
 from backend.services.downloads import DownloadKind
+from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
@@ -62,6 +63,11 @@ def get_merges(request: Request) -> MergeKind:
     return merges
 
 
+def get_exports(request: Request) -> ExportKind:
+    exports: ExportKind = request.app.state.exports
+    return exports
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -77,3 +83,4 @@ DatasetServiceDep = Annotated[DatasetService, Depends(get_dataset_service)]
 TrainingDep = Annotated[TrainKind, Depends(get_training)]
 AdaptersDep = Annotated[AdapterService, Depends(get_adapters)]
 MergesDep = Annotated[MergeKind, Depends(get_merges)]
+ExportsDep = Annotated[ExportKind, Depends(get_exports)]

@@ -21,6 +21,7 @@ JobStatus = Literal[
     "loading",
     "training",
     "merging",
+    "exporting",
     "saving",
     "ready",
     "failed",

@@ -79,6 +79,8 @@ class LocalModel(BaseModel):
     architecture: str | None
     model_type: str | None
     num_parameters: int | None
+    quantization: str | None = Field(None, description="GGUF files: the weight type (Q8_0, Q4_K_M...).")
+    context_length: int | None = Field(None, description="The context length the model was made for.")
     complete: bool = Field(description="True when the folder can be loaded as it is.")
     problems: list[str] = Field(default_factory=list)
     loaded: bool

@@ -1,7 +1,9 @@
 """What a model folder holds, read from its files without loading any weights.
 
 Parameter counts come from safetensors headers (huggingface_hub's parser reads only the header); for folders
-with pickle weights only, from the config through accelerate's empty-weight init (no weights touched).
+with pickle weights only, from the config through accelerate's empty-weight init (no weights touched). A GGUF
+model (a ``.gguf`` file, or a folder holding one) is described from the file's own metadata, read by the gguf
+package's memory-mapped reader.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class ModelFiles:
     has_tokenizer: bool
     modified_at: datetime
     problems: list[str] = field(default_factory=list)
+    gguf: GgufSummary | None = None
 
     @property
     def complete(self) -> bool:
@@ -67,17 +70,116 @@ class ModelFiles:
 
     @property
     def architecture(self) -> str | None:
+        if self.gguf is not None:
+            return self.gguf.architecture
         archs = (self.config or {}).get("architectures") or []
         return str(archs[0]) if archs else None
 
     @property
     def model_type(self) -> str | None:
+        if self.gguf is not None:
+            return self.gguf.architecture
         value = (self.config or {}).get("model_type")
         return str(value) if value else None
 
     @property
     def needs_remote_code(self) -> bool:
         return bool((self.config or {}).get("auto_map"))
+
+    @property
+    def folder(self) -> Path:
+        """The folder the model's files are in (``path`` itself, or a GGUF file's folder)."""
+        return self.path.parent if self.path.is_file() else self.path
+
+
+@dataclass(frozen=True)
+class GgufSummary:
+    """What a GGUF file says of itself."""
+
+    file: Path
+    architecture: str | None
+    name: str | None
+    quantization: str | None
+    context_length: int | None
+    num_parameters: int
+    has_chat_template: bool
+
+
+_GGUF_CACHE: dict[tuple[str, int, int], GgufSummary] = {}
+
+
+def read_gguf(path: Path) -> GgufSummary:
+    """A GGUF file's metadata (cached by path, size and modification time: reading parses every key).
+
+    Raises:
+        ValueError: not a GGUF file, or a damaged one.
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _GGUF_CACHE:
+        return _GGUF_CACHE[key]
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as exc:  # the reader raises ValueError, struct.error, IndexError... on a damaged file
+        raise ValueError(f"not a readable GGUF file ({exc.__class__.__name__})") from exc
+
+    def value(name: str) -> Any:
+        found = reader.fields.get(name)
+        return found.contents() if found is not None else None
+
+    arch = value("general.architecture")
+    file_type = value("general.file_type")
+    try:
+        quantization = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (ValueError, TypeError):
+        quantization = None
+    context = value(f"{arch}.context_length") if arch else None
+    summary = GgufSummary(
+        file=path,
+        architecture=str(arch) if arch else None,
+        name=str(value("general.name")) if value("general.name") else None,
+        quantization=quantization,
+        context_length=int(context) if isinstance(context, int) else None,
+        num_parameters=int(sum(int(t.n_elements) for t in reader.tensors)),
+        has_chat_template=value("tokenizer.chat_template") is not None,
+    )
+    _GGUF_CACHE[key] = summary
+    return summary
+
+
+def _inspect_gguf(path: Path) -> ModelFiles:
+    """A ``.gguf`` file, or a folder whose weights are GGUF files (no config.json, no safetensors)."""
+    files = [path] if path.is_file() else sorted(p for p in path.glob("*.gguf") if p.is_file())
+    problems: list[str] = []
+    summary: GgufSummary | None = None
+    if len(files) > 1:
+        problems.append(f"{len(files)} GGUF files: load one by its path (model_path=.../{files[0].name})")
+    try:
+        summary = read_gguf(files[0])
+    except ValueError as exc:
+        problems.append(f"{files[0].name} is {exc}")
+    return ModelFiles(
+        path=path,
+        config=None,
+        format="gguf",
+        weight_files=files,
+        size_bytes=path.stat().st_size if path.is_file() else folder_size(path),
+        num_parameters=summary.num_parameters if summary else None,
+        parameters_by_dtype={},
+        has_tokenizer=summary is not None,  # a GGUF file carries its tokenizer
+        modified_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+        problems=problems,
+        gguf=summary,
+    )
+
+
+def is_gguf_model(path: Path) -> bool:
+    """A ``.gguf`` file, or a folder of GGUF files with nothing transformers would load instead."""
+    if path.is_file():
+        return path.suffix.lower() == ".gguf"
+    return not (path / "config.json").exists() and not any(path.glob("*.safetensors")) and any(path.glob("*.gguf"))
 
 
 def folder_size(path: Path) -> int:
@@ -129,6 +231,8 @@ def inspect_folder(path: Path, *, count_pickle_params: bool = False) -> ModelFil
         count_pickle_params: For folders without safetensors, count parameters from the config on the meta
             device (imports transformers; skip it where speed matters more than the number).
     """
+    if is_gguf_model(path):
+        return _inspect_gguf(path)
     problems: list[str] = []
     config: dict[str, Any] | None = None
     config_file = path / "config.json"
@@ -169,9 +273,6 @@ def inspect_folder(path: Path, *, count_pickle_params: bool = False) -> ModelFil
             weight_files = _indexed_shards(path, PICKLE_INDEX, problems)
         else:
             weight_files = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
-    elif gguf := sorted(path.glob("*.gguf")):
-        fmt, weight_files = "gguf", gguf
-        problems.append("GGUF files are for llama.cpp/Ollama; Orchard loads safetensors or pytorch weights")
     else:
         problems.append("no weight files (*.safetensors or pytorch_model*.bin)")
 

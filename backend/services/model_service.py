@@ -64,6 +64,7 @@ from backend.services.model_files import (
     count_parameters_from_config,
     disk_bytes,
     inspect_folder,
+    is_gguf_model,
 )
 from backend.services.weights_progress import ProgressCallback, report_weights
 from backend.utils.libraries import import_libraries, import_lock
@@ -308,7 +309,7 @@ class ModelService:
             source=source,
             path=str(files.path),
             revision=revision,
-            architecture=files.architecture or type(model).__name__,
+            architecture=type(model).__name__ if files.gguf else files.architecture or type(model).__name__,
             model_type=files.model_type,
             num_parameters=num_parameters,
             estimated_memory_gb=self.optimizer.estimate_model_memory(num_parameters, dtype),
@@ -479,6 +480,8 @@ class ModelService:
                     architecture=files.architecture,
                     model_type=files.model_type,
                     num_parameters=files.num_parameters,
+                    quantization=files.gguf.quantization if files.gguf else None,
+                    context_length=files.gguf.context_length if files.gguf else context_length(files.config),
                     complete=files.complete,
                     problems=files.problems,
                     loaded=str(files.path) == loaded_path,
@@ -514,6 +517,10 @@ class ModelService:
         if folder.is_symlink():  # a link to a model elsewhere: remove the link, never what it points to
             folder.unlink()
             return folder, 0
+        if folder.is_file():  # a .gguf file in the models directory
+            freed = folder.stat().st_size
+            folder.unlink()
+            return folder, freed
         freed = disk_bytes(folder)
         shutil.rmtree(folder)
         logger.info("deleted %s (%d bytes)", folder, freed)
@@ -531,13 +538,16 @@ class ModelService:
         candidate = Path(text).expanduser()
         if candidate.is_absolute() or text.startswith("."):
             folder = self._allowed_folder(candidate, text) if from_request else candidate.resolve()
-            if folder.is_dir():
+            if os.path.isdir(folder):
                 return folder, folder.name, None
-            raise ModelNotFoundError(f"No folder at '{text}'.", model_path=text)
+            if os.path.isfile(folder) and is_gguf_model(folder):  # one GGUF file
+                return folder, folder.stem, None
+            raise ModelNotFoundError(f"No folder (or .gguf file) at '{text}'.", model_path=text)
         if ".." in Path(text).parts or "\0" in text:
             raise PathNotAllowedError(f"'{text}' may not contain '..'; pass a local model id or a folder path.")
         in_models = self.settings.models_path / text
-        if in_models.is_dir():
+        # os.path answers False for names the file system refuses (too long), where Path.is_dir raises.
+        if os.path.isdir(in_models) or (os.path.isfile(in_models) and is_gguf_model(in_models)):
             return self._allowed_folder(in_models, text) if from_request else in_models.resolve(), text, None
         for model_id, files, revision in self._hub_cache_folders():
             if model_id == text:
@@ -719,7 +729,7 @@ class ModelService:
         """
         # One slot for the whole load: a delete of these files cannot run between reading and loading them.
         with self.cache.loading_slot(model_id):
-            if not path.is_dir():
+            if not path.exists():
                 raise ModelNotFoundError(f"'{model_id}' is no longer on disk.", model_id=model_id)
             files = inspect_folder(path, count_pickle_params=True)
             if files.config is not None:
@@ -776,13 +786,16 @@ class ModelService:
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        # A GGUF file loads dequantized to ``dtype`` through transformers' GGUF reader (llama.cpp runs it as it is).
+        gguf = {"gguf_file": files.weight_files[0].name} if files.format == "gguf" else {}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(files.path, trust_remote_code=allow_code)
+            tokenizer = AutoTokenizer.from_pretrained(files.folder, trust_remote_code=allow_code, **gguf)
             model = AutoModelForCausalLM.from_pretrained(
-                files.path,
+                files.folder,
+                **gguf,
                 dtype=torch_dtype(dtype),
                 device_map=device if device != "cpu" else None,
-                use_safetensors=files.format == "safetensors",
+                use_safetensors=files.format == "safetensors" if not gguf else None,
                 trust_remote_code=allow_code,
             )
             model.eval()  # type: ignore[no-untyped-call]
@@ -808,11 +821,11 @@ class ModelService:
         if not root.is_dir():
             return
         for child in sorted(root.iterdir()):
-            if not child.is_dir() or child.name.startswith("."):
+            if child.name.startswith(".") or (child.is_file() and not is_gguf_model(child)):
                 continue
             try:
-                if (child / "config.json").exists() or not any(p.is_dir() for p in child.iterdir()):
-                    found = [(child.name, inspect_folder(child))]
+                if child.is_file() or (child / "config.json").exists() or not any(p.is_dir() for p in child.iterdir()):
+                    found = [(child.name, inspect_folder(child))]  # a folder, or a .gguf file dropped in
                 else:  # organisation/name layout
                     subs = sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith("."))
                     found = [(f"{child.name}/{sub.name}", inspect_folder(sub)) for sub in subs]

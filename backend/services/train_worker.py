@@ -1,6 +1,6 @@
-"""The training process: ``python -m backend.services.train_worker train|merge RUN_DIR/spec.json``.
+"""The training process: ``python -m backend.services.train_worker train|merge|export RUN_DIR/spec.json``.
 
-The train and merge jobs run it as a child process, so an out-of-memory or a crash ends that process, not the
+The train, merge and export jobs run it as a child process, so an out-of-memory or a crash ends that process, not the
 server, and every byte it held goes back to the system when it exits. The same entry point runs under
 ``torchrun`` / ``accelerate launch`` on several processes (DDP): rank 0 reports and saves, every rank stops.
 
@@ -10,7 +10,8 @@ It talks to the job through files in the run folder:
   the Trainer will take), ``resumed`` (the checkpoint step it went on from), ``log`` (loss, eval loss, learning
   rate, tokens per second), ``done`` (the result), ``error`` (why it failed, in plain words);
 - ``STOP``: when it appears (or the parent process goes away) training stops after the current step and saves a
-  checkpoint in ``checkpoints/``, from which a rerun with the same spec continues.
+  checkpoint in ``checkpoints/``, from which a rerun with the same spec continues; an export stops between
+  tensors.
 
 Exit status: 0 done, 3 stopped with a checkpoint, 1 failed (the last ``error`` event says why).
 """
@@ -28,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.errors import StudioError
+from backend.schemas.exports import ExportSpec
 from backend.schemas.training import AdapterInfo, MergeSpec, TrainSpec
 from backend.utils.libraries import import_libraries
 
@@ -222,7 +225,9 @@ def train(spec: TrainSpec, events: Events) -> int:
     examples, dropped = load_examples(spec, tokenizer)
     train_rows, eval_rows = split_examples(examples, spec.validation_split, spec.seed)
     if not train_rows:
-        events.emit("error", code="invalid_dataset", message="No row of the dataset fits max_seq_length.")
+        events.emit(
+            "error", code="invalid_dataset", message="No row of the dataset fits max_seq_length.", status_code=422
+        )
         return 1
 
     model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=getattr(torch, spec.dtype))
@@ -388,10 +393,28 @@ def merge(spec: MergeSpec, events: Events) -> int:
     return 0
 
 
+def export(spec: ExportSpec, events: Events, stop: StopSignal) -> int:
+    """A GGUF export (:func:`backend.services.export_gguf.run_export`), its result in the ``done`` event."""
+    from backend.services.export_gguf import ExportCheckFailed, StopRequested, run_export
+
+    try:
+        info = run_export(spec, events.emit, stop.requested)
+    except StopRequested:
+        events.emit("stopped", step=None)
+        return EXIT_STOPPED
+    except ExportCheckFailed as exc:
+        events.emit(
+            "error", code="export_check_failed", message=str(exc), status_code=422, details=exc.check.model_dump()
+        )
+        return 1
+    events.emit("done", result=info.model_dump(mode="json"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("train", "merge"):
-        print("usage: python -m backend.services.train_worker train|merge SPEC.json", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("train", "merge", "export"):
+        print("usage: python -m backend.services.train_worker train|merge|export SPEC.json", file=sys.stderr)
         return 2
     mode, spec_path = args[0], Path(args[1])
     text = spec_path.read_text(encoding="utf-8")
@@ -400,11 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if mode == "merge":
             return merge(MergeSpec.model_validate_json(text), events)
+        if mode == "export":
+            return export(ExportSpec.model_validate_json(text), events, StopSignal(run_dir))
         return train(TrainSpec.model_validate_json(text), events)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             events.emit("stopped", step=None)
             return EXIT_STOPPED
+        if isinstance(exc, StudioError):  # a refusal in plain words (an unsupported tokenizer, say)
+            events.emit("error", code=exc.code, message=exc.message, status_code=exc.status_code, details=exc.details)
+            return 1
         # The traceback goes to the log (stderr, which the job keeps as worker.log); the job shows the kind.
         code = "insufficient_memory" if _out_of_memory(exc) else f"{mode}_failed"
         events.emit("error", code=code, exception=type(exc).__name__)

@@ -35,6 +35,7 @@ from backend.errors import (
     InvalidRequestError,
     JobCancelled,
     ModelNotLoadedError,
+    StudioError,
     TrainingFailedError,
 )
 from backend.schemas.datasets import DatasetInfo
@@ -148,6 +149,11 @@ def run_worker(
         raise JobCancelled()
     tail = (run_dir / "worker.log").read_text(encoding="utf-8", errors="replace")[-4000:]
     logger.error("%s process for job %s exited with %s; the end of its log:\n%s", mode, run.job.id, code, tail)
+    if errors and errors[-1].get("message"):  # the process said why, in words
+        last = errors[-1]
+        error = StudioError(last["message"], **(last.get("details") or {}))
+        error.status_code, error.code = int(last.get("status_code", 500)), str(last["code"])
+        raise error
     if errors and errors[-1].get("code") == "insufficient_memory":
         raise InsufficientMemoryError("out of memory", exception=errors[-1].get("exception"))
     if code < 0:

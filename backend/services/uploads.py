@@ -1,4 +1,5 @@
-"""Importing a model uploaded from the browser: a folder's files or one .zip, into the models directory.
+"""Importing a model uploaded from the browser: a folder's files, one .zip or one .gguf file, into the models
+directory (a GGUF file goes into a folder of its name).
 
 Everything is written to a hidden staging folder first and moved into place only once it is a complete model,
 so a failed or refused upload leaves nothing behind. No path can escape the staging folder: absolute names,
@@ -120,6 +121,8 @@ def import_model(models_dir: Path, files: Iterable[tuple[str, IO[bytes]]], *, na
             rels = [_safe_relative(filename) for filename, _ in items]
             tops = {r.parts[0] for r in rels}
             fallback = next(iter(tops)) if len(tops) == 1 and all(len(r.parts) > 1 for r in rels) else ""
+            if len(rels) == 1 and rels[0].suffix.lower() == ".gguf":  # one GGUF file: a folder holding it
+                rels, fallback = [PurePosixPath(rels[0].name)], rels[0].stem
             for rel, (_, stream) in zip(rels, items, strict=True):
                 budget.copy(stream, staging / rel)
         root = staging

@@ -12,13 +12,21 @@ import {
   modelHealthQueryKey,
 } from "./generated/@tanstack/react-query.gen";
 import { planTraining } from "./generated/sdk.gen";
-import type { DownloadJob, LoadJob, MergeJob, TrainJob, TrainPlan, TrainRequest } from "./generated/types.gen";
+import type {
+  DownloadJob,
+  ExportJob,
+  LoadJob,
+  MergeJob,
+  TrainJob,
+  TrainPlan,
+  TrainRequest,
+} from "./generated/types.gen";
 
 export * from "./generated/@tanstack/react-query.gen";
 export type * from "./generated/types.gen";
 
 /** A job of any kind, as the jobs API answers it (`GET /jobs`, `/jobs/{id}`, its events); `kind` tells them apart. */
-export type Job = DownloadJob | LoadJob | TrainJob | MergeJob;
+export type Job = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob;
 
 /** A job that brings a model in (a download) or into memory (a load): it names its model. */
 export type ModelJob = DownloadJob | LoadJob;

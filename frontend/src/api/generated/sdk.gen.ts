@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ImportHubDatasetData, ImportHubDatasetErrors, ImportHubDatasetResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteExportData, DeleteExportErrors, DeleteExportResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadExportData, DownloadExportErrors, DownloadExportResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, ExportGgufData, ExportGgufErrors, ExportGgufResponses, ExportModelfileData, ExportModelfileErrors, ExportModelfileResponses, ExportOptionsData, ExportOptionsErrors, ExportOptionsResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetExportData, GetExportErrors, GetExportResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ImportHubDatasetData, ImportHubDatasetErrors, ImportHubDatasetResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListExportsData, ListExportsErrors, ListExportsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -146,6 +146,62 @@ export const getDataset = <ThrowOnError extends boolean = false>(options: Option
  * 409 ``model_not_loaded`` without a model: the template and tokenizer are the model's.
  */
 export const previewDataset = <ThrowOnError extends boolean = false>(options: Options<PreviewDatasetData, ThrowOnError>) => (options.client ?? client).get<PreviewDatasetResponses, PreviewDatasetErrors, ThrowOnError>({ url: '/datasets/{dataset_id}/preview', ...options });
+
+/**
+ * Export Gguf
+ *
+ * Export to one GGUF file (an ``export`` job: progress by tensors written, cancel and resume through
+ * ``/jobs``). Before it says ``ready`` the file is read back and must tokenize like the source and give its
+ * logits within the type's bound; the figures are in ``result.check``. With ``adapter_id`` (or the loaded
+ * model's adapter) the adapter is merged first.
+ */
+export const exportGguf = <ThrowOnError extends boolean = false>(options: Options<ExportGgufData, ThrowOnError>) => (options.client ?? client).post<ExportGgufResponses, ExportGgufErrors, ThrowOnError>({
+    url: '/export/gguf',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Export Options
+ *
+ * What the model can be exported as: whether its architecture is supported, each type's expected size, which
+ * types need llama.cpp's quantizer, and what each type's self-check requires.
+ */
+export const exportOptions = <ThrowOnError extends boolean = false>(options?: Options<ExportOptionsData, ThrowOnError>) => (options?.client ?? client).get<ExportOptionsResponses, ExportOptionsErrors, ThrowOnError>({ url: '/export/gguf/options', ...options });
+
+/**
+ * List Exports
+ *
+ * Finished exports, newest first.
+ */
+export const listExports = <ThrowOnError extends boolean = false>(options?: Options<ListExportsData, ThrowOnError>) => (options?.client ?? client).get<ListExportsResponses, ListExportsErrors, ThrowOnError>({ url: '/exports', ...options });
+
+/**
+ * Delete Export
+ */
+export const deleteExport = <ThrowOnError extends boolean = false>(options: Options<DeleteExportData, ThrowOnError>) => (options.client ?? client).delete<DeleteExportResponses, DeleteExportErrors, ThrowOnError>({ url: '/exports/{export_id}', ...options });
+
+/**
+ * Get Export
+ */
+export const getExport = <ThrowOnError extends boolean = false>(options: Options<GetExportData, ThrowOnError>) => (options.client ?? client).get<GetExportResponses, GetExportErrors, ThrowOnError>({ url: '/exports/{export_id}', ...options });
+
+/**
+ * Download Export
+ *
+ * The GGUF file itself.
+ */
+export const downloadExport = <ThrowOnError extends boolean = false>(options: Options<DownloadExportData, ThrowOnError>) => (options.client ?? client).get<DownloadExportResponses, DownloadExportErrors, ThrowOnError>({ url: '/exports/{export_id}/file', ...options });
+
+/**
+ * Export Modelfile
+ *
+ * The Ollama Modelfile: put it beside the downloaded file and run ``ollama create NAME -f Modelfile``.
+ */
+export const exportModelfile = <ThrowOnError extends boolean = false>(options: Options<ExportModelfileData, ThrowOnError>) => (options.client ?? client).get<ExportModelfileResponses, ExportModelfileErrors, ThrowOnError>({ url: '/exports/{export_id}/modelfile', ...options });
 
 /**
  * Health

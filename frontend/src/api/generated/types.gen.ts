@@ -198,7 +198,9 @@ export type CancelResponse = {
         kind: 'train';
     } & TrainJob) | ({
         kind: 'merge';
-    } & MergeJob);
+    } & MergeJob) | ({
+        kind: 'export';
+    } & ExportJob);
     /**
      * Purged Bytes
      *
@@ -604,6 +606,20 @@ export type DeleteDatasetResponse = {
 };
 
 /**
+ * DeleteExportResponse
+ */
+export type DeleteExportResponse = {
+    /**
+     * Freed Bytes
+     */
+    freed_bytes: number;
+    /**
+     * Id
+     */
+    id: string;
+};
+
+/**
  * DeleteResponse
  */
 export type DeleteResponse = {
@@ -803,7 +819,7 @@ export type DownloadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -930,6 +946,361 @@ export type ErrorDetail = {
  */
 export type ErrorResponse = {
     error: ErrorDetail;
+};
+
+/**
+ * ExportCheck
+ *
+ * The export read back and compared with the source model on a few probe texts.
+ */
+export type ExportCheck = {
+    /**
+     * Bound
+     *
+     * What this type must reach.
+     */
+    bound: string;
+    /**
+     * Engine
+     *
+     * What read the file back.
+     */
+    engine: 'llama.cpp' | 'transformers';
+    /**
+     * Max Abs Diff
+     *
+     * Largest difference of any logit.
+     */
+    max_abs_diff: number;
+    /**
+     * Max Relative Diff
+     *
+     * max_abs_diff over the source's largest logit.
+     */
+    max_relative_diff: number;
+    /**
+     * Mismatched Probes
+     */
+    mismatched_probes?: Array<number>;
+    /**
+     * Passed
+     */
+    passed: boolean;
+    /**
+     * Positions
+     *
+     * Token positions compared.
+     */
+    positions: number;
+    /**
+     * Probes
+     */
+    probes: number;
+    /**
+     * Tokenizer Match
+     *
+     * The file's tokenizer gave the source tokenizer's ids on every probe.
+     */
+    tokenizer_match: boolean;
+    /**
+     * Top1 Agreement
+     *
+     * Share of positions where both pick the same most likely token.
+     */
+    top1_agreement: number;
+};
+
+/**
+ * ExportInfo
+ *
+ * A finished export: the file, where it came from, and its check.
+ */
+export type ExportInfo = {
+    /**
+     * Adapter Id
+     */
+    adapter_id?: string | null;
+    /**
+     * Architecture
+     */
+    architecture: string;
+    check: ExportCheck;
+    /**
+     * Check Seconds
+     *
+     * The self-check: the source's logits, the file read back and compared.
+     */
+    check_seconds: number;
+    /**
+     * Context Length
+     */
+    context_length?: number | null;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * File Name
+     */
+    file_name: string;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Modelfile
+     *
+     * The Ollama Modelfile written beside the file.
+     */
+    modelfile: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Num Parameters
+     */
+    num_parameters: number;
+    /**
+     * Path
+     */
+    path: string;
+    /**
+     * Quantization
+     */
+    quantization: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q3_k_m' | 'q2_k';
+    /**
+     * Seconds
+     *
+     * The whole export: merge, write, quantize, check.
+     */
+    seconds: number;
+    /**
+     * Sha256
+     */
+    sha256: string;
+    /**
+     * Size Bytes
+     */
+    size_bytes: number;
+    /**
+     * Tensor Types
+     *
+     * How many tensors were written at each type.
+     */
+    tensor_types: {
+        [key: string]: number;
+    };
+    /**
+     * Write Seconds
+     *
+     * Writing (and quantizing) the file.
+     */
+    write_seconds: number;
+};
+
+/**
+ * ExportJob
+ *
+ * A model written as one GGUF file, then checked against the source.
+ */
+export type ExportJob = {
+    /**
+     * Adapter Id
+     */
+    adapter_id?: string | null;
+    /**
+     * Created At
+     */
+    created_at: string;
+    error?: JobError | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'export';
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    progress?: JobProgress;
+    /**
+     * Quantization
+     */
+    quantization: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q3_k_m' | 'q2_k';
+    result?: ExportInfo | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    spec: ExportSpec;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+    /**
+     * Worker Pid
+     */
+    worker_pid?: number | null;
+};
+
+/**
+ * ExportList
+ */
+export type ExportList = {
+    /**
+     * Exports
+     */
+    exports: Array<ExportInfo>;
+};
+
+/**
+ * ExportOptions
+ *
+ * What a model can be exported as, before any work.
+ */
+export type ExportOptions = {
+    /**
+     * Adapter Id
+     */
+    adapter_id?: string | null;
+    /**
+     * Architecture
+     */
+    architecture: string | null;
+    /**
+     * Context Length
+     */
+    context_length: number | null;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Num Parameters
+     */
+    num_parameters: number | null;
+    /**
+     * Quantizations
+     */
+    quantizations: Array<QuantizationOption>;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Supported
+     */
+    supported: boolean;
+    /**
+     * Supported Architectures
+     */
+    supported_architectures: Array<string>;
+};
+
+/**
+ * ExportRequest
+ */
+export type ExportRequest = {
+    /**
+     * Adapter Id
+     *
+     * An adapter to merge first.
+     */
+    adapter_id?: string | null;
+    /**
+     * Model Id
+     *
+     * A local model id; default the loaded model, with its adapter merged if one is attached.
+     */
+    model_id?: string | null;
+    /**
+     * Name
+     *
+     * The file's name (without .gguf); default model-type.
+     */
+    name?: string | null;
+    /**
+     * Quantization
+     *
+     * Weight type: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0 (written in numpy); the K-quants (q6_k ... q2_k) only where llama.cpp's quantizer is installed.
+     */
+    quantization?: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q3_k_m' | 'q2_k';
+};
+
+/**
+ * ExportSpec
+ *
+ * What the export process reads (written to the run folder as spec.json).
+ */
+export type ExportSpec = {
+    /**
+     * Adapter Id
+     */
+    adapter_id?: string | null;
+    /**
+     * Adapter Path
+     */
+    adapter_path?: string | null;
+    /**
+     * Job Id
+     */
+    job_id: string;
+    /**
+     * Model Id
+     */
+    model_id: string;
+    /**
+     * Model Path
+     */
+    model_path: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Quantization
+     */
+    quantization: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q3_k_m' | 'q2_k';
+    /**
+     * Staging Dir
+     *
+     * A hidden folder under the exports folder, renamed into place when done.
+     */
+    staging_dir: string;
 };
 
 /**
@@ -1081,7 +1452,9 @@ export type JobList = {
         kind: 'train';
     } & TrainJob) | ({
         kind: 'merge';
-    } & MergeJob)>;
+    } & MergeJob) | ({
+        kind: 'export';
+    } & ExportJob)>;
 };
 
 /**
@@ -1205,7 +1578,7 @@ export type LoadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1298,6 +1671,12 @@ export type LocalModel = {
      */
     complete: boolean;
     /**
+     * Context Length
+     *
+     * The context length the model was made for.
+     */
+    context_length?: number | null;
+    /**
      * Format
      */
     format: 'safetensors' | 'pytorch' | 'gguf' | 'none';
@@ -1331,6 +1710,12 @@ export type LocalModel = {
      * Problems
      */
     problems?: Array<string>;
+    /**
+     * Quantization
+     *
+     * GGUF files: the weight type (Q8_0, Q4_K_M...).
+     */
+    quantization?: string | null;
     /**
      * Revision
      */
@@ -1544,7 +1929,7 @@ export type MergeJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -2156,6 +2541,38 @@ export type PreviewSegment = {
 };
 
 /**
+ * QuantizationOption
+ */
+export type QuantizationOption = {
+    /**
+     * Available
+     */
+    available: boolean;
+    /**
+     * Check
+     *
+     * What the export's self-check requires at this type.
+     */
+    check: string;
+    /**
+     * Expected Bytes
+     *
+     * About how large the file will be.
+     */
+    expected_bytes: number;
+    /**
+     * Name
+     */
+    name: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q5_1' | 'q5_0' | 'q4_1' | 'q4_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q3_k_m' | 'q2_k';
+    /**
+     * Reason
+     *
+     * Why it is not available here.
+     */
+    reason?: string | null;
+};
+
+/**
  * RepoFile
  */
 export type RepoFile = {
@@ -2336,7 +2753,7 @@ export type TrainJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -3342,6 +3759,218 @@ export type PreviewDatasetResponses = {
 
 export type PreviewDatasetResponse = PreviewDatasetResponses[keyof PreviewDatasetResponses];
 
+export type ExportGgufData = {
+    body: ExportRequest;
+    path?: never;
+    query?: never;
+    url: '/export/gguf';
+};
+
+export type ExportGgufErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ExportGgufError = ExportGgufErrors[keyof ExportGgufErrors];
+
+export type ExportGgufResponses = {
+    /**
+     * Successful Response
+     */
+    202: ExportJob;
+};
+
+export type ExportGgufResponse = ExportGgufResponses[keyof ExportGgufResponses];
+
+export type ExportOptionsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Model Id
+         *
+         * Default: the loaded model.
+         */
+        model_id?: string | null;
+        /**
+         * Adapter Id
+         */
+        adapter_id?: string | null;
+    };
+    url: '/export/gguf/options';
+};
+
+export type ExportOptionsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ExportOptionsError = ExportOptionsErrors[keyof ExportOptionsErrors];
+
+export type ExportOptionsResponses = {
+    /**
+     * Successful Response
+     */
+    200: ExportOptions;
+};
+
+export type ExportOptionsResponse = ExportOptionsResponses[keyof ExportOptionsResponses];
+
+export type ListExportsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/exports';
+};
+
+export type ListExportsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListExportsError = ListExportsErrors[keyof ListExportsErrors];
+
+export type ListExportsResponses = {
+    /**
+     * Successful Response
+     */
+    200: ExportList;
+};
+
+export type ListExportsResponse = ListExportsResponses[keyof ListExportsResponses];
+
+export type DeleteExportData = {
+    body?: never;
+    path: {
+        /**
+         * Export Id
+         *
+         * The export's id (its job's id).
+         */
+        export_id: string;
+    };
+    query?: never;
+    url: '/exports/{export_id}';
+};
+
+export type DeleteExportErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DeleteExportError = DeleteExportErrors[keyof DeleteExportErrors];
+
+export type DeleteExportResponses = {
+    /**
+     * Successful Response
+     */
+    200: DeleteExportResponse;
+};
+
+export type DeleteExportResponse2 = DeleteExportResponses[keyof DeleteExportResponses];
+
+export type GetExportData = {
+    body?: never;
+    path: {
+        /**
+         * Export Id
+         *
+         * The export's id (its job's id).
+         */
+        export_id: string;
+    };
+    query?: never;
+    url: '/exports/{export_id}';
+};
+
+export type GetExportErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetExportError = GetExportErrors[keyof GetExportErrors];
+
+export type GetExportResponses = {
+    /**
+     * Successful Response
+     */
+    200: ExportInfo;
+};
+
+export type GetExportResponse = GetExportResponses[keyof GetExportResponses];
+
+export type DownloadExportData = {
+    body?: never;
+    path: {
+        /**
+         * Export Id
+         *
+         * The export's id (its job's id).
+         */
+        export_id: string;
+    };
+    query?: never;
+    url: '/exports/{export_id}/file';
+};
+
+export type DownloadExportErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DownloadExportError = DownloadExportErrors[keyof DownloadExportErrors];
+
+export type DownloadExportResponses = {
+    /**
+     * The GGUF file.
+     */
+    200: Blob | File;
+};
+
+export type DownloadExportResponse = DownloadExportResponses[keyof DownloadExportResponses];
+
+export type ExportModelfileData = {
+    body?: never;
+    path: {
+        /**
+         * Export Id
+         *
+         * The export's id (its job's id).
+         */
+        export_id: string;
+    };
+    query?: never;
+    url: '/exports/{export_id}/modelfile';
+};
+
+export type ExportModelfileErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ExportModelfileError = ExportModelfileErrors[keyof ExportModelfileErrors];
+
+export type ExportModelfileResponses = {
+    /**
+     * The Ollama Modelfile.
+     */
+    200: unknown;
+};
+
 export type HealthData = {
     body?: never;
     path?: never;
@@ -3414,7 +4043,7 @@ export type ListJobsData = {
          *
          * Only jobs in this status; `active` or `finished` for either group.
          */
-        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
+        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
         /**
          * Limit
          *
@@ -3515,7 +4144,9 @@ export type GetJobResponses = {
         kind: 'train';
     } & TrainJob) | ({
         kind: 'merge';
-    } & MergeJob);
+    } & MergeJob) | ({
+        kind: 'export';
+    } & ExportJob);
 };
 
 export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
@@ -3586,7 +4217,9 @@ export type ResumeJobResponses = {
         kind: 'train';
     } & TrainJob) | ({
         kind: 'merge';
-    } & MergeJob);
+    } & MergeJob) | ({
+        kind: 'export';
+    } & ExportJob);
 };
 
 export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];

@@ -1,4 +1,4 @@
-// One job of any kind (a download, a load, a fine-tune, a merge): its phase, a progress bar in the job's own unit
+// One job of any kind (a download, a load, a fine-tune, a merge, a GGUF export): its phase, a progress bar in the job's own unit
 // (bytes with speed and time left for a download, tensors for a load, steps with the loss for training), and Cancel
 // or Resume. JobProgress is the same bar, compact, for the places that start a job and follow it in line (the Load
 // buttons, the current model, a merge under its adapter).
@@ -20,6 +20,7 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   loading: { label: "Loading", tone: "info" },
   training: { label: "Training", tone: "info" },
   merging: { label: "Merging", tone: "info" },
+  exporting: { label: "Exporting", tone: "info" },
   saving: { label: "Saving", tone: "info" },
   ready: { label: "Ready", tone: "good" },
   failed: { label: "Failed", tone: "bad" },
@@ -35,6 +36,7 @@ const NOUN: Record<Kind, { noun: string; Noun: string }> = {
   load: { noun: "load", Noun: "Load" },
   train: { noun: "training", Noun: "Training" },
   merge: { noun: "merge", Noun: "Merge" },
+  export: { noun: "export", Noun: "Export" },
 };
 
 const HINT: Partial<Record<Job["status"], string>> = {
@@ -66,12 +68,20 @@ const KIND_HINT: Record<Kind, Partial<Record<Job["status"], string>>> = {
     merging: "Folding the adapter into the weights",
     saving: "Writing the new model",
   },
+  export: {
+    preparing: "Starting the export process and reading the model",
+    merging: "Merging the adapter into the weights",
+    exporting: "Writing the GGUF file",
+    verifying: "Reading the file back and comparing its answers with the model's",
+    cancelled: "Stopped; nothing was kept, Resume starts the export again",
+    interrupted: "Stopped by a server restart; Resume starts the export again",
+  },
 };
 
 /** What the job works on, for its names: the model, the adapter being trained, the model being written. */
 function subject(job: Job): string {
   if (job.kind === "train") return job.spec.name;
-  if (job.kind === "merge") return job.name;
+  if (job.kind === "merge" || job.kind === "export") return job.name;
   return job.model_id;
 }
 

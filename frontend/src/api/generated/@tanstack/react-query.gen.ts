@@ -3,8 +3,8 @@
 import { type InfiniteData, infiniteQueryOptions, queryOptions, type UseMutationOptions } from '@tanstack/react-query';
 
 import { client } from '../client.gen';
-import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteLocalModel, detachAdapter, downloadModel, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getJob, getModelInfo, getTrainingJob, health, importHubDataset, listAdapters, listDatasets, listDownloadJobs, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
-import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ImportHubDatasetData, ImportHubDatasetError, ImportHubDatasetResponse, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
+import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteExport, deleteLocalModel, detachAdapter, downloadExport, downloadModel, exportGguf, exportModelfile, exportOptions, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getExport, getJob, getModelInfo, getTrainingJob, health, importHubDataset, listAdapters, listDatasets, listDownloadJobs, listExports, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
+import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteExportData, DeleteExportError, DeleteExportResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadExportData, DownloadExportError, DownloadExportResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, ExportGgufData, ExportGgufError, ExportGgufResponse, ExportModelfileData, ExportModelfileError, ExportOptionsData, ExportOptionsError, ExportOptionsResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetExportData, GetExportError, GetExportResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ImportHubDatasetData, ImportHubDatasetError, ImportHubDatasetResponse, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListExportsData, ListExportsError, ListExportsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
 
 export type QueryKey<TOptions extends Options> = [
     Pick<TOptions, 'baseUrl' | 'body' | 'headers' | 'path' | 'query'> & {
@@ -347,6 +347,144 @@ export const previewDatasetInfiniteOptions = (options: Options<PreviewDatasetDat
         return data;
     },
     queryKey: previewDatasetInfiniteQueryKey(options)
+});
+
+/**
+ * Export Gguf
+ *
+ * Export to one GGUF file (an ``export`` job: progress by tensors written, cancel and resume through
+ * ``/jobs``). Before it says ``ready`` the file is read back and must tokenize like the source and give its
+ * logits within the type's bound; the figures are in ``result.check``. With ``adapter_id`` (or the loaded
+ * model's adapter) the adapter is merged first.
+ */
+export const exportGgufMutation = (options?: Partial<Options<ExportGgufData>>): UseMutationOptions<ExportGgufResponse, ExportGgufError, Options<ExportGgufData>> => {
+    const mutationOptions: UseMutationOptions<ExportGgufResponse, ExportGgufError, Options<ExportGgufData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await exportGguf({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const exportOptionsQueryKey = (options?: Options<ExportOptionsData>) => createQueryKey('exportOptions', options);
+
+/**
+ * Export Options
+ *
+ * What the model can be exported as: whether its architecture is supported, each type's expected size, which
+ * types need llama.cpp's quantizer, and what each type's self-check requires.
+ */
+export const exportOptionsOptions = (options?: Options<ExportOptionsData>) => queryOptions<ExportOptionsResponse, ExportOptionsError, ExportOptionsResponse, ReturnType<typeof exportOptionsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await exportOptions({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: exportOptionsQueryKey(options)
+});
+
+export const listExportsQueryKey = (options?: Options<ListExportsData>) => createQueryKey('listExports', options);
+
+/**
+ * List Exports
+ *
+ * Finished exports, newest first.
+ */
+export const listExportsOptions = (options?: Options<ListExportsData>) => queryOptions<ListExportsResponse, ListExportsError, ListExportsResponse, ReturnType<typeof listExportsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listExports({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listExportsQueryKey(options)
+});
+
+/**
+ * Delete Export
+ */
+export const deleteExportMutation = (options?: Partial<Options<DeleteExportData>>): UseMutationOptions<DeleteExportResponse2, DeleteExportError, Options<DeleteExportData>> => {
+    const mutationOptions: UseMutationOptions<DeleteExportResponse2, DeleteExportError, Options<DeleteExportData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await deleteExport({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const getExportQueryKey = (options: Options<GetExportData>) => createQueryKey('getExport', options);
+
+/**
+ * Get Export
+ */
+export const getExportOptions = (options: Options<GetExportData>) => queryOptions<GetExportResponse, GetExportError, GetExportResponse, ReturnType<typeof getExportQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await getExport({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: getExportQueryKey(options)
+});
+
+export const downloadExportQueryKey = (options: Options<DownloadExportData>) => createQueryKey('downloadExport', options);
+
+/**
+ * Download Export
+ *
+ * The GGUF file itself.
+ */
+export const downloadExportOptions = (options: Options<DownloadExportData>) => queryOptions<DownloadExportResponse, DownloadExportError, DownloadExportResponse, ReturnType<typeof downloadExportQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await downloadExport({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: downloadExportQueryKey(options)
+});
+
+export const exportModelfileQueryKey = (options: Options<ExportModelfileData>) => createQueryKey('exportModelfile', options);
+
+/**
+ * Export Modelfile
+ *
+ * The Ollama Modelfile: put it beside the downloaded file and run ``ollama create NAME -f Modelfile``.
+ */
+export const exportModelfileOptions = (options: Options<ExportModelfileData>) => queryOptions<unknown, ExportModelfileError, unknown, ReturnType<typeof exportModelfileQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await exportModelfile({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: exportModelfileQueryKey(options)
 });
 
 export const healthQueryKey = (options?: Options<HealthData>) => createQueryKey('health', options);
