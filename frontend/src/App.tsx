@@ -13,6 +13,7 @@ import { SystemPage } from "./pages/SystemPage";
 // keeping the first page small (and so does the datasets page, which few visits need).
 const ChatPage = lazy(() => import("./pages/ChatPage").then((module) => ({ default: module.ChatPage })));
 const DatasetsPage = lazy(() => import("./pages/DatasetsPage").then((module) => ({ default: module.DatasetsPage })));
+const ExportPage = lazy(() => import("./pages/ExportPage").then((module) => ({ default: module.ExportPage })));
 const TrainingPage = lazy(() => import("./pages/TrainingPage").then((module) => ({ default: module.TrainingPage })));
 
 const NAV = [
@@ -20,6 +21,7 @@ const NAV = [
   { to: "/models", label: "Models" },
   { to: "/datasets", label: "Datasets" },
   { to: "/training", label: "Training" },
+  { to: "/export", label: "Export" },
   { to: "/current", label: "Current model" },
   { to: "/system", label: "System" },
 ];
@@ -100,6 +102,7 @@ export function App() {
           <Route path="/models" element={<ModelsPage />} />
           <Route path="/datasets" element={<Suspense fallback={<Loading />}><DatasetsPage /></Suspense>} />
           <Route path="/training" element={<Suspense fallback={<Loading />}><TrainingPage /></Suspense>} />
+          <Route path="/export" element={<Suspense fallback={<Loading />}><ExportPage /></Suspense>} />
           <Route path="/current" element={<CurrentModelPage />} />
           <Route path="/system" element={<SystemPage />} />
           <Route path="*" element={<NotFoundPage />} />

@@ -6,6 +6,7 @@ import {
   getCurrentModelQueryKey,
   listAdaptersQueryKey,
   listDatasetsQueryKey,
+  listExportsQueryKey,
   listJobsQueryKey,
   listLocalModelsQueryKey,
   listTrainingJobsQueryKey,
@@ -60,8 +61,8 @@ export function planTrainingOptions(body: TrainRequest, loaded: string | null) {
 
 /**
  * After a load, unload, upload, delete, an adapter put on or taken off, or a finished job: everything that shows
- * models, adapters or memory, and what the loaded model decides (a dataset's token statistics and preview, the
- * training plan).
+ * models, adapters, exports or memory, and what the loaded model decides (a dataset's token statistics and preview,
+ * the training plan, what the loaded model can be exported as).
  */
 export function invalidateModels(queryClient: QueryClient): Promise<unknown> {
   return Promise.all([
@@ -73,8 +74,9 @@ export function invalidateModels(queryClient: QueryClient): Promise<unknown> {
       listJobsQueryKey(),
       listAdaptersQueryKey(),
       listTrainingJobsQueryKey(),
+      listExportsQueryKey(),
     ].map((queryKey) => queryClient.invalidateQueries({ queryKey })),
-    queryClient.invalidateQueries(operations("getDataset", "previewDataset", "planTraining")),
+    queryClient.invalidateQueries(operations("getDataset", "previewDataset", "planTraining", "exportOptions")),
   ]);
 }
 

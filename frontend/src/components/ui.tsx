@@ -208,7 +208,8 @@ export function TextField({ label, hint, error, className = "", ...props }: Reac
 
 export function SelectField({ label, options, hint, className = "", ...props }: React.SelectHTMLAttributes<HTMLSelectElement> & {
   label: string;
-  options: Array<[string, string]>;
+  /** `[value, text]`, or `[value, text, true]` for an option shown but not choosable. */
+  options: Array<[string, string] | [string, string, boolean]>;
   hint?: ReactNode;
 }) {
   const id = useId();
@@ -223,8 +224,8 @@ export function SelectField({ label, options, hint, className = "", ...props }: 
         aria-describedby={hint ? `${id}-hint` : undefined}
         className="w-full rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm dark:border-zinc-700 dark:bg-zinc-950"
       >
-        {options.map(([value, text]) => (
-          <option key={value} value={value}>
+        {options.map(([value, text, disabled]) => (
+          <option key={value} value={value} disabled={disabled}>
             {text}
           </option>
         ))}

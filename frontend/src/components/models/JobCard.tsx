@@ -1,7 +1,7 @@
-// One job of any kind (a download, a load, a fine-tune, a merge, a GGUF export): its phase, a progress bar in the job's own unit
-// (bytes with speed and time left for a download, tensors for a load, steps with the loss for training), and Cancel
-// or Resume. JobProgress is the same bar, compact, for the places that start a job and follow it in line (the Load
-// buttons, the current model, a merge under its adapter).
+// One job of any kind (a download, a load, a fine-tune, a merge, a GGUF export): its phase, a progress bar in the
+// job's own unit (bytes with speed and time left for a download, tensors for a load or an export, steps with the
+// loss for training), and Cancel or Resume. JobProgress is the same bar, compact, for the places that start a job
+// and follow it in line (the Load buttons, the current model, a merge under its adapter).
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { ApiError } from "../../api/client";
@@ -253,6 +253,14 @@ export function JobCard({ job }: { job: Job }) {
           )}
           {job.kind === "merge" && job.status === "ready" && job.result && (
             <p className="text-xs text-zinc-600 dark:text-zinc-400">Merged: “{job.result}” is under Local models.</p>
+          )}
+          {job.kind === "export" && job.status === "ready" && job.result && (
+            <p className="text-xs text-zinc-600 dark:text-zinc-400">
+              Exported {job.result.file_name} ({formatBytes(job.result.size_bytes)}), its check passed.{" "}
+              <Link to="/export" className="text-brand-700 underline dark:text-brand-500">
+                Download it
+              </Link>
+            </p>
           )}
           {job.status === "ready" && !job.result && job.kind === "download" && job.load === false && (
             <p className="text-xs text-zinc-600 dark:text-zinc-400">Downloaded; load it from Local models.</p>

@@ -9,6 +9,8 @@ const cached = make.localModel({
   id: "org/cached",
   source: "hub-cache",
   format: "gguf",
+  quantization: "Q4_K_M",
+  context_length: 32768,
   num_parameters: 7_241_732_096,
   size_bytes: 4_100_000_000,
   path: "/home/me/.cache/huggingface/hub/models--org--cached",
@@ -29,6 +31,8 @@ describe("LocalModels", () => {
     expect(within(items[1]).getByText("org/cached")).toBeInTheDocument();
     expect(within(items[1]).getByText("7.2B")).toBeInTheDocument();
     expect(within(items[1]).getByText("Hub cache")).toBeInTheDocument();
+    expect(within(items[1]).getByText("GGUF · Q4_K_M")).toBeInTheDocument();
+    expect(within(items[1]).getByText("32,768 tokens")).toBeInTheDocument();
   });
 
   it("says what to do when there are no local models", async () => {

@@ -37,6 +37,7 @@ function ModelRow({ model, job, onLoad, onDelete, loading, loadDisabled }: {
     ["Parameters", model.num_parameters ? formatParams(model.num_parameters) : "unknown"],
     ["Size", formatBytes(model.size_bytes)],
     ["Architecture", model.architecture ?? model.model_type ?? "unknown"],
+    ...(model.context_length ? ([["Context", `${model.context_length.toLocaleString()} tokens`]] as Array<[string, string]>) : []),
     ["In", SOURCE[model.source]],
     ["Changed", formatDate(model.modified_at)],
   ];
@@ -49,6 +50,7 @@ function ModelRow({ model, job, onLoad, onDelete, loading, loadDisabled }: {
               {model.id}
             </span>
             {model.loaded && <Badge tone="good">Loaded</Badge>}
+            {model.format === "gguf" && <Badge tone="info">{`GGUF${model.quantization ? ` · ${model.quantization}` : ""}`}</Badge>}
             {!model.complete && <Badge tone="warn">Incomplete</Badge>}
           </div>
           <dl className="flex flex-wrap gap-x-4 gap-y-0.5 text-xs text-zinc-600 dark:text-zinc-400">
