@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     chat_queue_size: int = Field(
         8, ge=0, description="Chat requests that may wait for the model; past it they get 503 with Retry-After."
     )
+    llama_context: int = Field(
+        4096,
+        ge=256,
+        description="Context length, in tokens, of GGUF models on llama.cpp (at most the model's own); "
+        "its KV cache is allocated at load.",
+    )
 
     # --- Training defaults (used by fine-tuning) ---
     train_batch_size: int | None = Field(None, ge=1, description="Batch size; empty = the optimizer's choice.")

@@ -137,6 +137,12 @@ class ExportNotFoundError(StudioError):
     status_code, code = 404, "export_not_found"
 
 
+class EngineUnavailableError(StudioError):
+    """An optional engine (llama.cpp) is asked for but not installed here; the message says how to add it."""
+
+    status_code, code = 501, "engine_unavailable"
+
+
 class UnsafeModelError(StudioError):
     """The model needs something unsafe that settings do not allow (remote code, pickle weights)."""
 

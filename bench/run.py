@@ -685,6 +685,113 @@ def _convert_seconds(work: Path, path: Path) -> dict[str, float]:
     return seconds
 
 
+# --------------------------------------------------------------------------- the llama.cpp engine
+
+
+def plain_llama(gguf: Path, source: Path, n_ctx: int, max_new: int, reps: int) -> tuple[list[float], list[float]]:
+    """llama-cpp-python by hand on the same file: the same prompt ids (the source's chat template), greedy, the same
+    context and threads as Orchard's engine; time to the first token and tokens/s after it."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    text = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
+    threads = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+    llm = Llama(
+        model_path=str(gguf),
+        n_ctx=n_ctx,
+        n_batch=min(512, n_ctx),
+        n_threads=threads,
+        n_threads_batch=psutil.cpu_count() or threads,
+        verbose=False,
+    )
+    ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+    eos = llm.token_eos()
+    ttft, tps = [], []
+    for _ in range(reps + 1):
+        marks: list[float] = []
+        started = time.perf_counter()
+        for token in llm.generate(ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+            marks.append(time.perf_counter())
+            if token == eos or len(marks) >= max_new:
+                break
+        ttft.append((marks[0] - started) * 1000)
+        tps.append((len(marks) - 1) / (marks[-1] - marks[0]))
+    llm.close()
+    return ttft[1:], tps[1:]  # the first run warms up
+
+
+def bench_llama(work: Path, config: tuple[str, str], reps: int, max_new: int = 96) -> Section:
+    """A GGUF model (Orchard's own q8_0 export) through Orchard's llama.cpp engine, against plain llama-cpp-python
+    on the same file and against the same model's safetensors through Orchard's transformers engine."""
+    path = model_path(*config)
+    home = work / "llama"
+    with server(home, warmup=False) as orchard, orchard.client() as client:
+        response = client.post("/export/gguf", json={"model_id": str(path), "quantization": "q8_0"})
+        if response.status_code != 202:
+            raise RuntimeError(f"the export was refused: {response.text}")
+        url = f"/jobs/{response.json()['id']}"
+        wait_for(lambda: client.get(url).json()["status"] in ("ready", "failed"), timeout=1800, what="export")
+        job = client.get(url).json()
+        if job["status"] != "ready":
+            raise RuntimeError(f"the export failed: {job['error']}")
+        folder = home / "models" / "bench-q8_0"
+        folder.mkdir(parents=True)
+        gguf = folder / job["result"]["file_name"]
+        shutil.copy(job["result"]["path"], gguf)
+        loaded = client.post("/model/load", json={"model_id": "bench-q8_0", "wait": True}, timeout=600)
+        loaded.raise_for_status()
+        metadata = loaded.json()["result"]
+        if metadata["engine"] != "llama.cpp":
+            raise RuntimeError("llama.cpp is not installed here (scripts/bench adds it where a C++ compiler is found)")
+        stream_completion(orchard.url, "bench-q8_0", 8)  # warm
+        runs = [stream_completion(orchard.url, "bench-q8_0", max_new) for _ in range(reps)]
+        client.post("/model/upload", params={"model_path": str(path), "dtype": config[1]}).raise_for_status()
+        model = client.get("/v1/models").json()["data"][0]["id"]
+        stream_completion(orchard.url, model, 8)
+        on_transformers = [stream_completion(orchard.url, model, max_new) for _ in range(reps)]
+    ttft_plain, tps_plain = plain_llama(gguf, path, metadata["context_length"], max_new, reps)
+    ttft_ours, tps_ours = median([r[0] for r in runs]), median([r[1] for r in runs])
+    ttft_tf, tps_tf = median([r[0] for r in on_transformers]), median([r[1] for r in on_transformers])
+    ratio = tps_ours / median(tps_plain)
+    log(f"llama.cpp: {tps_ours:.1f} vs plain {median(tps_plain):.1f} tok/s; transformers engine {tps_tf:.1f} tok/s")
+    return Section(
+        "Chat on the llama.cpp engine",
+        f"{config[0]} exported by Orchard to q8_0 ({job['result']['size_bytes'] / 1e6:.0f} MB), greedy, {max_new} new "
+        f"tokens, context {metadata['context_length']}. Orchard: `POST /v1/chat/completions` streaming, measured by "
+        "the client, on the llama.cpp engine (the first row) and on the transformers engine with the source's "
+        f"{config[1]} safetensors (the third). Plain: llama-cpp-python's `generate` in the benchmark process on the "
+        "same file, with the same prompt ids, context and threads. Median of "
+        f"{reps}; the random-weight model may end a reply early at its EOS, the same for both.",
+        [
+            Row(
+                "tokens per second",
+                f"{tps_ours:.1f}",
+                f"{median(tps_plain):.1f}",
+                f"{ratio:.2f}×",
+                "≥ 0.9×",
+                ratio >= 0.9,
+            ),
+            Row(
+                "time to first token",
+                fmt_ms(ttft_ours),
+                fmt_ms(median(ttft_plain)),
+                f"{ttft_ours - median(ttft_plain):+.1f} ms",
+                "",
+                None,
+            ),
+            Row(
+                f"tokens per second vs Orchard's transformers engine ({config[1]} safetensors)",
+                f"{tps_ours:.1f}",
+                f"{tps_tf:.1f} (TTFT {fmt_ms(ttft_tf)})",
+                f"{tps_ours / tps_tf:.2f}×",
+                "",
+                None,
+            ),
+        ],
+    )
+
+
 # --------------------------------------------------------------------------- 6. API overhead
 
 
@@ -819,7 +926,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: load,responsiveness,memory,download,generation,concurrency,training,export,api",
+        help="comma-separated: load,responsiveness,memory,download,generation,concurrency,training,export,llama,api",
     )
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -840,6 +947,7 @@ def main() -> None:
         ("concurrency", lambda w: bench_concurrency(w, ("100m", "float32"))),
         ("training", lambda w: bench_training(w, ("100m", "float32"))),
         ("export", lambda w: bench_export(w, ("100m", "float32"))),
+        ("llama", lambda w: bench_llama(w, ("100m", "float32"), reps)),
         ("api", bench_api),
     ]
     sections = []

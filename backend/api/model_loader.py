@@ -17,6 +17,7 @@ from backend.schemas.model import (
     DeleteResponse,
     DeviceName,
     DtypeName,
+    EngineName,
     LoadResponse,
     LocalModelsResponse,
     ModelInfoResponse,
@@ -137,6 +138,9 @@ def upload_model(
     dtype: Annotated[DtypeName | None, Query()] = None,
     device: Annotated[DeviceName | None, Query()] = None,
     force: Annotated[bool, Query()] = False,
+    engine: Annotated[
+        EngineName | None, Query(description="transformers or llama.cpp (GGUF files); default: picked.")
+    ] = None,
 ) -> LoadResponse | UploadResponse:
     """Load a local model folder (``model_path``), or store a model uploaded from the browser.
 
@@ -147,7 +151,9 @@ def upload_model(
     if model_path and files:
         raise InvalidRequestError("Send either model_path or files, not both.")
     if model_path:
-        job = jobs.outcome(loads.start(LoadRequest(model_path=model_path, dtype=dtype, device=device, force=force)))
+        job = jobs.outcome(
+            loads.start(LoadRequest(model_path=model_path, dtype=dtype, device=device, force=force, engine=engine))
+        )
         assert job.result is not None
         return _loaded(job.result)
     if not files:
@@ -160,7 +166,9 @@ def upload_model(
     )
     loaded = None
     if load:
-        loaded = service.load_local_model(path, dtype=dtype, device=device, force=force, source="upload").metadata
+        loaded = service.load_local_model(
+            path, dtype=dtype, device=device, force=force, engine=engine, source="upload"
+        ).metadata
     return UploadResponse(model=service.local_model(path.name), loaded=loaded)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, TypeAdapter
 
 from backend.schemas.exports import ExportJob
 from backend.schemas.job_base import JobBase
-from backend.schemas.model import DeviceName, DtypeName, LoadOptions, ModelMetadata
+from backend.schemas.model import DeviceName, DtypeName, EngineName, LoadOptions, ModelMetadata
 from backend.schemas.training import MergeJob, TrainJob
 
 
@@ -45,6 +45,7 @@ class LoadJob(JobBase):
     device: DeviceName | None = None
     force: bool = False
     trust_remote_code: bool = False
+    engine: EngineName | None = Field(None, description="The engine asked for; the result names the one used.")
     path: str | None = Field(None, description="The model folder, once resolved.")
     result: ModelMetadata | None = Field(None, description="The loaded model's metadata, once ready.")
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DtypeName = Literal["float32", "float16", "bfloat16"]
 DeviceName = Literal["cpu", "cuda", "mps"]
+EngineName = Literal["transformers", "llama.cpp"]
 ModelSource = Literal["hub", "local", "upload"]
 
 
@@ -24,6 +25,11 @@ class LoadOptions(_Request):
     force: bool = Field(False, description="Load even when the model is estimated not to fit in memory.")
     trust_remote_code: bool = Field(
         False, description="Run the model's own code; also needs the trust_remote_code setting."
+    )
+    engine: EngineName | None = Field(
+        None,
+        description="What runs the model. Default: llama.cpp for a GGUF file where it is installed (transformers "
+        "otherwise, dequantized), transformers for everything else. llama.cpp runs GGUF files only.",
     )
 
 
@@ -41,6 +47,7 @@ class ModelMetadata(BaseModel):
     source: ModelSource
     path: str
     revision: str | None = None
+    engine: EngineName = Field("transformers", description="What runs the model: transformers or llama.cpp.")
     architecture: str | None
     model_type: str | None
     num_parameters: int

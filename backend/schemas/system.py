@@ -26,11 +26,23 @@ class ModelHealthResponse(BaseModel):
     dtype: str
 
 
+class EngineInfo(BaseModel):
+    """An engine models can run on, and whether this installation has it."""
+
+    name: Literal["transformers", "llama.cpp"]
+    available: bool
+    version: str | None = None
+    runs: str = Field(description="What it runs.")
+    gpu_offload: bool | None = Field(None, description="llama.cpp: whether this build can put layers on a GPU.")
+    hint: str | None = Field(None, description="How to turn it on, where it is missing.")
+
+
 class ConfigResponse(BaseModel):
     settings: dict[str, Any]
     device: str
     dtype: str
     recommended_batch_size: int | None
+    engines: list[EngineInfo] = Field(default_factory=list)
 
 
 class CurrentModelResponse(BaseModel):

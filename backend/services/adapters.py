@@ -162,6 +162,12 @@ class AdapterService:
 
     @staticmethod
     def _check_base(loaded: LoadedModel, info: AdapterInfo) -> None:
+        if loaded.engine != "transformers":
+            raise ModelNotLoadedError(
+                f"'{loaded.metadata.model_id}' runs on {loaded.engine}; adapters go on models loaded on transformers.",
+                adapter_id=info.id,
+                engine=loaded.engine,
+            )
         same_folder = Path(loaded.metadata.path).resolve() == Path(info.base_model_path).resolve()
         if not same_folder and loaded.metadata.model_id != info.base_model_id:
             raise ModelNotLoadedError(

@@ -15,7 +15,7 @@ continuous batching (paged attention) is slower than sequential on CPU, so this 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from backend.utils.libraries import import_libraries
 
@@ -31,6 +31,26 @@ class Row:
     processors: Any = None  # a LogitsProcessorList, or None for plain greedy
     sample: bool = False
     generator: Any = None
+
+
+class Decoder(Protocol):
+    """What the chat service's batch loop asks of an engine: rows in (``new_row``, ``prefill``), one decoding step
+    for every row (``step``), each row's next token (``choose``), rows out (``leave``). :class:`BatchDecoder` is
+    the transformers engine's; :class:`~backend.services.llama_engine.LlamaDecoder` is llama.cpp's."""
+
+    model: Any
+    device: Any
+    rows: list[Row]
+    max_rows: int | None  # None: as many as the setting and memory allow
+    kv_bytes_per_token: int  # what one more token of one more row costs; 0 when the cache is allocated up front
+
+    def new_row(self, params: Any, prompt_ids: list[int]) -> Row: ...
+    def prefill(self, rows: list[Row]) -> Any: ...
+    def step(self) -> Any: ...
+    def choose(self, row: Row, logits: Any) -> int: ...
+    def leave(self, leaving: list[Row]) -> None: ...
+    @property
+    def size(self) -> int: ...
 
 
 class BatchDecoder:
@@ -49,7 +69,17 @@ class BatchDecoder:
         self.rows: list[Row] = []
         self.cache: Any = None
         self.mask: Any = None  # [rows, cache length]: 1 real, 0 padding
+        self.max_rows = None if self.can_batch(model) else 1
+        self.kv_bytes_per_token = kv_bytes_per_token(model)
         self._torch = torch
+
+    def new_row(self, params: Any, prompt_ids: list[int]) -> Row:
+        """A row for a prompt, with transformers' logits processors for its sampling settings."""
+        sampling = params.temperature > 0
+        processors, generator = make_processors(params, self.device, sampling)
+        return Row(
+            key=None, ids=list(prompt_ids), length=0, processors=processors, sample=sampling, generator=generator
+        )
 
     @staticmethod
     def can_batch(model: Any) -> bool:

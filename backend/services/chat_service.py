@@ -18,14 +18,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.config import Settings
 from backend.errors import InvalidRequestError, ModelNotLoadedError, ServerBusyError, StudioError
 from backend.schemas.chat import ChatMessage, FinishReason, SamplingParams, Usage
-from backend.services.batching import BatchDecoder, Row, kv_bytes_per_token, make_processors
+from backend.services.batching import BatchDecoder, Decoder, Row
+from backend.services.llama_engine import LlamaDecoder
 from backend.services.model_service import LoadedModel, ModelCache
 from backend.utils.mac_optimization import GB, MACOptimizer
 
@@ -241,28 +242,18 @@ class _Sequence:
     generation: Generation
     row: Row
     detok: _Detokenizer
-    eos: list[int]
+    eos: Container[int]
     started: float
     marks: list[float] = field(default_factory=list)
 
     @classmethod
-    def start(cls, generation: Generation, loaded: LoadedModel, decoder: BatchDecoder) -> _Sequence:
-        params = generation.params
-        sampling = params.temperature > 0
-        processors, generator = make_processors(params, decoder.device, sampling)
-        row = Row(
-            key=None,
-            ids=list(generation.prompt_ids),
-            length=0,
-            processors=processors,
-            sample=sampling,
-            generator=generator,
-        )
+    def start(cls, generation: Generation, loaded: LoadedModel, decoder: Decoder) -> _Sequence:
+        row = decoder.new_row(generation.params, generation.prompt_ids)
         seq = cls(
             generation=generation,
             row=row,
             detok=_Detokenizer(loaded.tokenizer, generation.stops),
-            eos=_eos_ids(loaded.model, loaded.tokenizer),
+            eos=_eos_ids(loaded),
             started=time.perf_counter(),
         )
         row.key = seq
@@ -410,7 +401,7 @@ class ChatService:
 
     def _work(self) -> None:
         """The batch loop: admit who is waiting (up to the free slots), decode one step for everyone, repeat."""
-        decoder: BatchDecoder | None = None
+        decoder: Decoder | None = None
         while True:
             if decoder is not None and decoder.size == 0:
                 decoder = None  # nothing of the last batch's model stays referenced while the worker waits
@@ -428,33 +419,32 @@ class ChatService:
             if decoder is not None and decoder.size:
                 self._step(decoder)
 
-    def _admit_all(self, decoder: BatchDecoder | None, generations: list[Generation]) -> BatchDecoder | None:
+    def _admit_all(self, decoder: Decoder | None, generations: list[Generation]) -> Decoder | None:
         """Prefill the newcomers together, pick each one's first token, and keep in the batch those not done."""
         seqs = []
         for generation in generations:
             with self._lock:
                 loaded = self._active[generation.id][1]
             if decoder is None:
-                decoder = BatchDecoder(loaded.model)
+                decoder = make_decoder(loaded)
             seqs.append(_Sequence.start(generation, loaded, decoder))
             del loaded
         if decoder is not None and seqs:
             self._admit(decoder, seqs)
         return decoder
 
-    def _free_slots(self, decoder: BatchDecoder | None) -> int:
-        """How many more sequences may join now: the setting less those running; one at a time for a model
-        whose cache cannot be padded (sliding-window layers)."""
+    def _free_slots(self, decoder: Decoder | None) -> int:
+        """How many more sequences may join now: the setting less those running, and at most the decoder's own
+        bound (one for llama.cpp, and for a model whose cache cannot be padded: sliding-window layers)."""
         running = decoder.size if decoder is not None else 0
-        if decoder is not None and running and not BatchDecoder.can_batch(decoder.model):
-            return 0
-        return max(self.queue.slots - running, 0)
+        limit = self.queue.slots if decoder is None or decoder.max_rows is None else decoder.max_rows
+        return max(min(self.queue.slots, limit) - running, 0)
 
-    def _kv_fits(self, decoder: BatchDecoder | None) -> Callable[[Generation], bool]:
+    def _kv_fits(self, decoder: Decoder | None) -> Callable[[Generation], bool]:
         """Whether one more sequence's KV cache (prompt + reply at most) fits in the memory free on the device."""
-        if decoder is None or decoder.size == 0:
+        if decoder is None or decoder.size == 0 or not decoder.kv_bytes_per_token:
             return lambda generation: True
-        per_token = kv_bytes_per_token(decoder.model)
+        per_token = decoder.kv_bytes_per_token
         free = self.optimizer.memory_available_gb(decoder.device.type) * GB
 
         def fits(generation: Generation) -> bool:
@@ -462,7 +452,7 @@ class ChatService:
 
         return fits
 
-    def _admit(self, decoder: BatchDecoder, seqs: list[_Sequence]) -> None:
+    def _admit(self, decoder: Decoder, seqs: list[_Sequence]) -> None:
         """Prefill new sequences in one forward and take their first tokens; those that end leave at once."""
         live = []
         for seq in seqs:  # one look at each flag: a sequence is either ended here or prefilled
@@ -482,7 +472,7 @@ class ChatService:
         done = [seq.row for i, seq in enumerate(seqs) if not self._accept(seq, decoder.choose(seq.row, logits[i]))]
         decoder.leave(done)
 
-    def _step(self, decoder: BatchDecoder) -> None:
+    def _step(self, decoder: Decoder) -> None:
         """One decoding step for the whole batch; the sequences that end leave it."""
         try:
             logits = decoder.step()
@@ -596,8 +586,21 @@ class ChatService:
             worker.join(timeout)
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
+def make_decoder(loaded: LoadedModel) -> Decoder:
+    """The decoder of the loaded model's engine: batched steps on transformers, one sequence on llama.cpp."""
+    if loaded.engine == "llama.cpp":
+        return LlamaDecoder(loaded.model)
+    return BatchDecoder(loaded.model)
+
+
+def _eos_ids(loaded: LoadedModel) -> Container[int]:
+    """The tokens that end a reply: the generation config's EOS ids (transformers), llama.cpp's end-of-generation
+    tokens (llama.cpp)."""
+    if loaded.engine == "llama.cpp":
+        eog: Container[int] = loaded.tokenizer.eog
+        return eog
+    tokenizer = loaded.tokenizer
+    eos = getattr(loaded.model.generation_config, "eos_token_id", None)
     if eos is None:
         eos = tokenizer.eos_token_id
     if eos is None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from backend.errors import InvalidRequestError
 from backend.schemas.exports import ExportCheck, ExportInfo, ExportSpec
+from backend.services import llama_engine
 from backend.services.chat_service import FALLBACK_STOPS, FALLBACK_TEMPLATE
 from backend.utils.libraries import import_libraries
 
@@ -723,14 +724,6 @@ def reference_logits(model: Any, ids: list[list[int]]) -> list[Any]:
         return [model(torch.tensor([row])).logits[0].float().numpy() for row in ids]
 
 
-def llama_cpp_available() -> bool:
-    try:
-        import_libraries("llama_cpp")
-    except ImportError:
-        return False
-    return True
-
-
 def run_llama_cpp(path: Path, texts: list[str], ids: list[list[int]]) -> tuple[list[list[int]], list[Any]]:
     """llama.cpp's own tokenization of ``texts`` and its logits on ``ids`` (the source tokenizer's)."""
     import os
@@ -813,7 +806,7 @@ def quantize_with_llama_cpp(source: Path, target: Path, quantization: str) -> No
     import gguf
 
     ftype = int(gguf.LlamaFileType[f"MOSTLY_{K_QUANTS[quantization][0]}"])
-    if llama_cpp_available():
+    if llama_engine.available():
         import ctypes
 
         import llama_cpp
@@ -841,7 +834,7 @@ def k_quant_unavailable(quantization: str) -> str:
 def k_quants_available() -> bool:
     import shutil
 
-    return llama_cpp_available() or shutil.which("llama-quantize") is not None
+    return llama_engine.available() or shutil.which("llama-quantize") is not None
 
 
 # ---------------------------------------------------------------------------------------------- the export process
@@ -928,7 +921,7 @@ def run_export(spec: ExportSpec, emit: Callable[..., None], stop_requested: Call
     del model, state_dict, source
     gc.collect()
     check_stop()
-    engine = "llama.cpp" if llama_cpp_available() else "transformers"
+    engine = "llama.cpp" if llama_engine.available() else "transformers"
     got, candidate = (run_llama_cpp if engine == "llama.cpp" else run_transformers)(target, texts, ids)
     check = ExportCheck.model_validate(compare(spec.quantization, engine, ids, got, reference, candidate))
     if not check.passed:

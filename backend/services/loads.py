@@ -53,6 +53,7 @@ class LoadKind(JobKind[LoadJob]):
             device=request.device,
             force=request.force,
             trust_remote_code=request.trust_remote_code,
+            engine=request.engine,
             path=str(path),
             progress=JobProgress(unit="tensors"),
         )
@@ -94,6 +95,7 @@ class LoadKind(JobKind[LoadJob]):
             device=device,
             force=job.force,
             trust_remote_code=job.trust_remote_code,
+            engine=job.engine,
             on_progress=on_progress,
             cancelled=run.cancel.is_set,
         )

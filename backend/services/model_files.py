@@ -103,6 +103,11 @@ class GgufSummary:
     context_length: int | None
     num_parameters: int
     has_chat_template: bool
+    # The attention's shape, for the KV cache a context needs (llama.cpp's own keys).
+    block_count: int = 0
+    kv_heads: int = 0
+    key_length: int = 0
+    value_length: int = 0
 
 
 _GGUF_CACHE: dict[tuple[str, int, int], GgufSummary] = {}
@@ -135,6 +140,15 @@ def read_gguf(path: Path) -> GgufSummary:
         quantization = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     except (ValueError, TypeError):
         quantization = None
+
+    def number(name: str, default: int = 0) -> int:
+        found = value(f"{arch}.{name}") if arch else None
+        if isinstance(found, list):  # per-layer head counts: the largest bounds the cache
+            found = max(found, default=default)
+        return int(found) if isinstance(found, int) else default
+
+    heads = number("attention.head_count", 1)
+    head_dim = number("embedding_length") // max(heads, 1)
     context = value(f"{arch}.context_length") if arch else None
     summary = GgufSummary(
         file=path,
@@ -144,6 +158,10 @@ def read_gguf(path: Path) -> GgufSummary:
         context_length=int(context) if isinstance(context, int) else None,
         num_parameters=int(sum(int(t.n_elements) for t in reader.tensors)),
         has_chat_template=value("tokenizer.chat_template") is not None,
+        block_count=number("block_count"),
+        kv_heads=number("attention.head_count_kv", heads),
+        key_length=number("attention.key_length", head_dim),
+        value_length=number("attention.value_length", head_dim),
     )
     _GGUF_CACHE[key] = summary
     return summary

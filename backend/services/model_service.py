@@ -49,6 +49,7 @@ from backend.errors import (
     UnsafeModelError,
 )
 from backend.schemas.model import (
+    EngineName,
     FitVerdict,
     LocalModel,
     ModelInfoResponse,
@@ -56,6 +57,7 @@ from backend.schemas.model import (
     ModelSource,
     RepoFile,
 )
+from backend.services import llama_engine
 from backend.services.hub import HubClient
 from backend.services.model_files import (
     ModelFiles,
@@ -75,10 +77,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """The loaded model: on transformers, a PyTorch model and its tokenizer; on llama.cpp, a ``llama_cpp.Llama``
+    and a :class:`~backend.services.llama_engine.LlamaTokenizer` (the calls chat makes of a tokenizer)."""
+
     model: Any
     tokenizer: Any
     metadata: ModelMetadata
     peft: Any = None  # the peft wrapper while an adapter is attached (its layers live inside ``model``)
+
+    @property
+    def engine(self) -> EngineName:
+        return self.metadata.engine
+
+    def close(self) -> None:
+        """Free what the garbage collector would free late: llama.cpp's model and context are C memory."""
+        if self.engine == "llama.cpp":
+            llama_engine.close(self.model)
 
 
 class ModelCache:
@@ -374,6 +388,7 @@ class ModelService:
         device: str | None = None,
         force: bool = False,
         trust_remote_code: bool = False,
+        engine: EngineName | None = None,
         source: ModelSource = "local",
         from_request: bool = False,
     ) -> LoadedModel:
@@ -390,6 +405,7 @@ class ModelService:
             device=device,
             force=force,
             trust_remote_code=trust_remote_code,
+            engine=engine,
         )
 
     def unload(self) -> tuple[ModelMetadata | None, float]:
@@ -399,6 +415,7 @@ class ModelService:
         if old is None:
             return None, 0.0
         metadata = old.metadata
+        old.close()
         del old
         release_memory()
         return metadata, round(max(before - _rss(), 0) / GB, 4)
@@ -691,7 +708,11 @@ class ModelService:
         return "; free memory (unload the current model, close other apps) or pass force=true to load anyway"
 
     def check_fits(self, model_id: str, num_params: int, dtype: str, device: str, force: bool) -> None:
-        verdict = self.fit_verdict(num_params, dtype, device)
+        self.enforce(self.fit_verdict(num_params, dtype, device), model_id, force)
+
+    @staticmethod
+    def enforce(verdict: FitVerdict, model_id: str, force: bool, **details: Any) -> None:
+        """Refuse a model that does not fit (507 with the numbers), unless ``force``."""
         if verdict.fits:
             return
         if force:
@@ -702,8 +723,9 @@ class ModelService:
             model_id=model_id,
             required_gb=verdict.required_gb,
             available_gb=verdict.available_gb,
-            dtype=dtype,
-            device=device,
+            dtype=verdict.dtype,
+            device=verdict.device,
+            **details,
         )
 
     def load_folder(
@@ -717,12 +739,14 @@ class ModelService:
         device: str,
         force: bool,
         trust_remote_code: bool,
+        engine: EngineName | None = None,
         on_progress: ProgressCallback | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> LoadedModel:
         """Load the model in ``path`` and swap it into the cache; the old model stays if anything fails.
 
         Args:
+            engine: transformers or llama.cpp; None picks (:meth:`engine_for`).
             on_progress: Called with ``(tensors loaded, tensors in all)`` as transformers loads the weights.
             cancelled: Checked with every tensor and before the swap; when it turns true the load stops with
                 :class:`JobCancelled`, the new weights are dropped and the previous model stays loaded.
@@ -749,34 +773,110 @@ class ModelService:
                     f"'{model_id}' has no tokenizer files (tokenizer.json, tokenizer.model or vocab files).",
                     model_id=model_id,
                 )
-            if files.num_parameters:
-                self.check_fits(model_id, files.num_parameters, dtype, device, force)
-
-            started = time.perf_counter()
-            with report_weights(on_progress, cancelled):
-                model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
-            if cancelled is not None and cancelled():
+            if self.engine_for(files, engine, model_id) == "llama.cpp":
+                loaded = self._load_on_llama_cpp(
+                    files, model_id=model_id, source=source, revision=revision, device=device, force=force
+                )
+            else:
+                if files.num_parameters:
+                    self.check_fits(model_id, files.num_parameters, dtype, device, force)
+                started = time.perf_counter()
+                with report_weights(on_progress, cancelled):
+                    model, tokenizer = self._from_pretrained(files, model_id, dtype, device, allow_code)
+                metadata = self._extract_metadata(
+                    model,
+                    tokenizer,
+                    files,
+                    model_id=model_id,
+                    source=source,
+                    revision=revision,
+                    dtype=dtype,
+                    load_seconds=time.perf_counter() - started,
+                )
+                loaded = LoadedModel(model=model, tokenizer=tokenizer, metadata=metadata)
                 del model, tokenizer
+            if cancelled is not None and cancelled():
+                loaded.close()
+                del loaded
                 release_memory()
                 raise JobCancelled()
-            metadata = self._extract_metadata(
-                model,
-                tokenizer,
-                files,
-                model_id=model_id,
-                source=source,
-                revision=revision,
-                dtype=dtype,
-                load_seconds=time.perf_counter() - started,
-            )
-            loaded = LoadedModel(model=model, tokenizer=tokenizer, metadata=metadata)
             old = self.cache.swap(loaded)
         if old is not None:
             logger.info("replaced %s with %s", old.metadata.model_id, model_id)
+            old.close()
             del old
             release_memory()
-        logger.info("loaded %s on %s as %s in %.2fs", model_id, device, dtype, metadata.load_seconds)
+        logger.info(
+            "loaded %s on %s (%s) as %s in %.2fs",
+            model_id,
+            loaded.metadata.device,
+            loaded.engine,
+            loaded.metadata.dtype,
+            loaded.metadata.load_seconds,
+        )
         return loaded
+
+    def engine_for(self, files: ModelFiles, requested: EngineName | None, model_id: str) -> EngineName:
+        """What runs the model: as asked, or llama.cpp for a GGUF file where it is installed, else transformers.
+
+        Raises:
+            InvalidRequestError: llama.cpp asked for a model that is not a GGUF file.
+            EngineUnavailableError: llama.cpp asked for and not installed (501, with how to install it).
+        """
+        if requested == "llama.cpp":
+            if files.format != "gguf":
+                raise InvalidRequestError(
+                    f"llama.cpp runs GGUF files, and '{model_id}' is a {files.format} model. Export it to GGUF "
+                    "first (POST /export/gguf, or the Export page), or leave engine empty to load it on transformers.",
+                    model_id=model_id,
+                    engine=requested,
+                )
+            llama_engine.require()
+            return "llama.cpp"
+        if requested is None and files.format == "gguf" and llama_engine.available():
+            return "llama.cpp"
+        return "transformers"
+
+    def _load_on_llama_cpp(
+        self, files: ModelFiles, *, model_id: str, source: ModelSource, revision: str | None, device: str, force: bool
+    ) -> LoadedModel:
+        """Open a GGUF file on llama.cpp, after checking that the file and its KV cache fit."""
+        summary = files.gguf
+        if summary is None:  # pragma: no cover - a complete GGUF model always has its summary
+            raise InvalidModelError(f"'{model_id}' has no readable GGUF file.", model_id=model_id)
+        n_ctx = llama_engine.context_for(summary, self.settings.llama_context)
+        verdict = llama_engine.fit_verdict(summary, n_ctx, device, self.optimizer.memory_available_gb(device))
+        self.enforce(verdict, model_id, force, context_length=n_ctx)
+        started = time.perf_counter()
+        try:
+            llm, tokenizer, where = llama_engine.load(summary.file, n_ctx=n_ctx, device=device)
+        except ValueError as exc:  # llama-cpp-python raises ValueError when llama.cpp cannot open the file
+            logger.warning("llama.cpp could not load %s", model_id, exc_info=True)
+            raise InvalidModelError(
+                f"llama.cpp could not load '{model_id}': {exc}. Its architecture may be newer than this build of "
+                "llama.cpp; try engine='transformers'.",
+                model_id=model_id,
+            ) from exc
+        metadata = ModelMetadata(
+            model_id=model_id,
+            source=source,
+            path=str(files.path),
+            revision=revision,
+            engine="llama.cpp",
+            architecture=summary.architecture,
+            model_type=summary.architecture,
+            num_parameters=summary.num_parameters,
+            estimated_memory_gb=verdict.required_gb or 0.0,
+            measured_memory_gb=round(llama_engine.memory_bytes(llm, summary) / GB, 6),
+            device=where,
+            dtype=verdict.dtype,
+            vocab_size=tokenizer.vocab_size,
+            context_length=n_ctx,
+            has_chat_template=bool(tokenizer.chat_template),
+            load_seconds=round(time.perf_counter() - started, 3),
+            loaded_at=datetime.now(UTC),
+        )
+        return LoadedModel(model=llm, tokenizer=tokenizer, metadata=metadata)
 
     def _from_pretrained(
         self, files: ModelFiles, model_id: str, dtype: str, device: str, allow_code: bool
@@ -810,6 +910,8 @@ class ModelService:
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, TypeError) as exc:
             logger.warning("loading %s failed", model_id, exc_info=True)
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else exc.__class__.__name__
+            if gguf and not llama_engine.available():
+                reason += f". {llama_engine.INSTALL_HINT}"
             raise InvalidModelError(f"'{model_id}' could not be loaded: {reason}", model_id=model_id) from exc
 
     def _local_folders(self) -> Iterator[tuple[str, ModelFiles, str | None]]:

@@ -50,6 +50,7 @@ LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("transformers.generation.streamers", ("BaseStreamer",)),
+    ("transformers.utils.chat_template_utils", ("render_jinja_template",)),
     ("transformers.utils", ("logging",)),
 )
 
@@ -61,7 +62,9 @@ ON_DEMAND: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("transformers", ("DataCollatorForSeq2Seq", "Trainer", "TrainerCallback", "TrainingArguments")),
     ),
     # The optional llama.cpp part (`uv sync --extra llama`): ImportError where it is not installed.
-    "llama_cpp": (("llama_cpp", ("Llama", "llama_model_quantize", "llama_model_quantize_default_params")),),
+    "llama_cpp": (
+        ("llama_cpp", ("Llama", "llama_model_quantize", "llama_model_quantize_default_params", "llama_vocab_is_eog")),
+    ),
 }
 
 _LOCK = threading.RLock()

@@ -23,12 +23,12 @@ from fastapi.testclient import TestClient
 from backend.config import Settings
 from backend.errors import InvalidRequestError
 from backend.main import create_app
-from backend.services import export_gguf
+from backend.services import export_gguf, llama_engine
 from backend.services.chat_service import FALLBACK_TEMPLATE
 from tests.factories import LLAMA_CHAT_TEMPLATE, make_model, pretrain
 
 gguf = pytest.importorskip("gguf")
-LLAMA_CPP = export_gguf.llama_cpp_available()
+LLAMA_CPP = llama_engine.available()
 if not LLAMA_CPP and os.environ.get("ORCHARD_LLAMA") == "1":  # CI: these tests must run, never skip
     raise RuntimeError("ORCHARD_LLAMA=1 but llama-cpp-python cannot be imported")
 needs_llama_cpp = pytest.mark.skipif(
@@ -484,7 +484,7 @@ def test_a_gguf_file_imports_is_listed_from_its_metadata_and_loads(
     loaded = client.post("/model/load", json={"model_id": "tiny", "wait": True})
     assert loaded.status_code == 200, loaded.text
     metadata = loaded.json()["result"]
-    assert metadata["architecture"] == "LlamaForCausalLM" and metadata["has_chat_template"]
+    assert metadata["engine"] == ENGINE and metadata["has_chat_template"]  # llama.cpp where it is installed
     assert chat_reply(client) == want
     by_path = client.post("/model/load", json={"model_path": str(settings.models_path / "dropped.gguf"), "wait": True})
     assert by_path.status_code == 200, by_path.text

@@ -1,4 +1,5 @@
-"""The System page: the device the backend chose, memory, and every setting with secrets redacted."""
+"""The System page: the device the backend chose, the engines installed, memory, and every setting with secrets
+redacted."""
 
 from __future__ import annotations
 
@@ -25,11 +26,17 @@ def test_system_page_shows_device_and_settings_with_the_token_redacted(page: Pag
 
     main = page.get_by_role("main")
     expect(main.get_by_role("heading", name="System", level=1)).to_be_visible()
-    for card in ("Device", "Memory", "Settings"):
+    for card in ("Device", "Engines", "Memory", "Settings"):
         expect(main.get_by_role("heading", name=card, exact=True)).to_be_visible()
     device_card = main.locator("section").filter(has=page.get_by_role("heading", name="Device", exact=True))
     expect(device_card).to_contain_text(config["device"])
     expect(device_card).to_contain_text(config["dtype"])
+    engines = main.get_by_role("list", name="Engines")
+    for engine in config["engines"]:  # which engines are here, and how to add llama.cpp where it is missing
+        item = engines.get_by_role("listitem", name=engine["name"], exact=True)
+        expect(item).to_contain_text("Installed" if engine["available"] else "Not installed")
+        if engine["hint"]:
+            expect(item).to_contain_text(engine["hint"])
     token_row = main.get_by_role("row").filter(has=page.get_by_role("rowheader", name="ORCHARD_HF_TOKEN"))
     expect(token_row).to_contain_text(redacted)
     endpoint_row = main.get_by_role("row").filter(has=page.get_by_role("rowheader", name="ORCHARD_HF_ENDPOINT"))

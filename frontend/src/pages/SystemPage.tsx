@@ -39,6 +39,28 @@ export function SystemPage() {
             />
           )}
         </Card>
+        <Card title="Engines">
+          {config.isPending ? (
+            <Loading />
+          ) : config.isError ? (
+            <ErrorMessage error={config.error} />
+          ) : (
+            <ul className="space-y-3" aria-label="Engines">
+              {(config.data.engines ?? []).map((engine) => (
+                <li key={engine.name} aria-label={engine.name} className="space-y-1">
+                  <div className="flex flex-wrap items-center gap-2">
+                    <span className="font-medium">{engine.name}</span>
+                    <Badge tone={engine.available ? "good" : "warn"}>{engine.available ? "Installed" : "Not installed"}</Badge>
+                    {engine.version && <span className="text-xs text-zinc-500 dark:text-zinc-400">v{engine.version}</span>}
+                    {engine.gpu_offload === true && <Badge tone="info">GPU offload</Badge>}
+                  </div>
+                  <p className="text-sm text-zinc-600 dark:text-zinc-400">Runs {engine.runs}.</p>
+                  {engine.hint && <p className="text-sm text-amber-800 dark:text-amber-300">{engine.hint}</p>}
+                </li>
+              ))}
+            </ul>
+          )}
+        </Card>
         <Card title="Memory">
           {current.isPending ? (
             <Loading />

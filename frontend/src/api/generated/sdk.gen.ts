@@ -71,7 +71,7 @@ export const chat = <ThrowOnError extends boolean = false>(options: Options<Chat
 /**
  * Config
  *
- * Every setting, secrets redacted, with the device and dtype the optimizer chose.
+ * Every setting, secrets redacted, with the device and dtype the optimizer chose, and the engines here.
  */
 export const getConfig = <ThrowOnError extends boolean = false>(options?: Options<GetConfigData, ThrowOnError>) => (options?.client ?? client).get<GetConfigResponses, GetConfigErrors, ThrowOnError>({ url: '/config', ...options });
 

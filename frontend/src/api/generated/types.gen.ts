@@ -344,6 +344,10 @@ export type ConfigResponse = {
      */
     dtype: string;
     /**
+     * Engines
+     */
+    engines?: Array<EngineInfo>;
+    /**
      * Recommended Batch Size
      */
     recommended_batch_size: number | null;
@@ -871,6 +875,12 @@ export type DownloadRequest = {
      */
     dtype?: 'float32' | 'float16' | 'bfloat16' | null;
     /**
+     * Engine
+     *
+     * What runs the model. Default: llama.cpp for a GGUF file where it is installed (transformers otherwise, dequantized), transformers for everything else. llama.cpp runs GGUF files only.
+     */
+    engine?: 'transformers' | 'llama.cpp' | null;
+    /**
      * Exclude
      *
      * Skip files matching these glob patterns.
@@ -916,6 +926,44 @@ export type DownloadRequest = {
      * Block until the job ends and return it (for scripts and curl).
      */
     wait?: boolean;
+};
+
+/**
+ * EngineInfo
+ *
+ * An engine models can run on, and whether this installation has it.
+ */
+export type EngineInfo = {
+    /**
+     * Available
+     */
+    available: boolean;
+    /**
+     * Gpu Offload
+     *
+     * llama.cpp: whether this build can put layers on a GPU.
+     */
+    gpu_offload?: boolean | null;
+    /**
+     * Hint
+     *
+     * How to turn it on, where it is missing.
+     */
+    hint?: string | null;
+    /**
+     * Name
+     */
+    name: 'transformers' | 'llama.cpp';
+    /**
+     * Runs
+     *
+     * What it runs.
+     */
+    runs: string;
+    /**
+     * Version
+     */
+    version?: string | null;
 };
 
 /**
@@ -1525,6 +1573,12 @@ export type LoadJob = {
      * Dtype
      */
     dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    /**
+     * Engine
+     *
+     * The engine asked for; the result names the one used.
+     */
+    engine?: 'transformers' | 'llama.cpp' | null;
     error?: JobError | null;
     /**
      * Finished At
@@ -1613,6 +1667,12 @@ export type LoadRequest = {
      * Weights dtype; default: the optimizer's choice.
      */
     dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    /**
+     * Engine
+     *
+     * What runs the model. Default: llama.cpp for a GGUF file where it is installed (transformers otherwise, dequantized), transformers for everything else. llama.cpp runs GGUF files only.
+     */
+    engine?: 'transformers' | 'llama.cpp' | null;
     /**
      * Force
      *
@@ -2125,6 +2185,12 @@ export type ModelMetadata = {
      * Dtype
      */
     dtype: string;
+    /**
+     * Engine
+     *
+     * What runs the model: transformers or llama.cpp.
+     */
+    engine?: 'transformers' | 'llama.cpp';
     /**
      * Estimated Memory Gb
      */
@@ -3293,6 +3359,12 @@ export type DownloadRequestWritable = {
      * Weights dtype; default: the optimizer's choice.
      */
     dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    /**
+     * Engine
+     *
+     * What runs the model. Default: llama.cpp for a GGUF file where it is installed (transformers otherwise, dequantized), transformers for everything else. llama.cpp runs GGUF files only.
+     */
+    engine?: 'transformers' | 'llama.cpp' | null;
     /**
      * Exclude
      *
@@ -4741,6 +4813,12 @@ export type UploadModelData = {
          * Force
          */
         force?: boolean;
+        /**
+         * Engine
+         *
+         * transformers or llama.cpp (GGUF files); default: picked.
+         */
+        engine?: 'transformers' | 'llama.cpp' | null;
     };
     url: '/model/upload';
 };

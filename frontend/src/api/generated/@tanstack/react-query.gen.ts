@@ -142,7 +142,7 @@ export const getConfigQueryKey = (options?: Options<GetConfigData>) => createQue
 /**
  * Config
  *
- * Every setting, secrets redacted, with the device and dtype the optimizer chose.
+ * Every setting, secrets redacted, with the device and dtype the optimizer chose, and the engines here.
  */
 export const getConfigOptions = (options?: Options<GetConfigData>) => queryOptions<GetConfigResponse, GetConfigError, GetConfigResponse, ReturnType<typeof getConfigQueryKey>>({
     queryFn: async ({ queryKey, signal }) => {
