@@ -104,9 +104,12 @@ def check_download(
     revision: Annotated[str | None, Query()] = None,
     dtype: Annotated[DtypeName | None, Query()] = None,
     device: Annotated[DeviceName | None, Query()] = None,
+    gguf_file: Annotated[str | None, Query(max_length=500, description="A repo of GGUF files: the file.")] = None,
 ) -> DownloadCheck:
     """Before downloading: bytes still to fetch (cached files not counted) vs free disk, memory needed vs free."""
-    return downloads.check(model_id, revision=revision, access_token=access_token, dtype=dtype, device=device)
+    return downloads.check(
+        model_id, revision=revision, access_token=access_token, dtype=dtype, device=device, gguf_file=gguf_file
+    )
 
 
 @router.delete("/local-models/{model_id:path}", operation_id="deleteLocalModel", response_model=DeleteResponse)

@@ -31,6 +31,8 @@ class DownloadJob(JobBase):
     trust_remote_code: bool = False
     include: list[str] | None = None
     exclude: list[str] | None = None
+    gguf_file: str | None = Field(None, description="From a repo of GGUF files: the one fetched.")
+    engine: EngineName | None = None
     path: str | None = Field(None, description="The downloaded snapshot folder, once known.")
     result: ModelMetadata | None = Field(None, description="The loaded model, when the job loaded it.")
 
@@ -71,6 +73,12 @@ class DownloadRequest(LoadOptions):
     revision: str | None = Field(None, max_length=200, description="Branch, tag or commit; default main.")
     include: list[str] | None = Field(None, description="Only files matching these glob patterns.")
     exclude: list[str] | None = Field(None, description="Skip files matching these glob patterns.")
+    gguf_file: str | None = Field(
+        None,
+        max_length=500,
+        description="A repo of GGUF files (one per quantization): the file to fetch. Needed when it holds several; "
+        "the 400 without it lists them with their sizes.",
+    )
     load: bool = Field(True, description="Load the model once downloaded (the seed's behaviour).")
     wait: bool = Field(False, description="Block until the job ends and return it (for scripts and curl).")
 
@@ -107,6 +115,7 @@ class DownloadCheck(BaseModel):
     model_id: str
     revision: str | None
     commit: str
+    gguf_file: str | None = Field(None, description="A repo of GGUF files: the one this verdict is for.")
     files_total: int
     bytes_total: int
     bytes_cached: int

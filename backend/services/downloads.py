@@ -9,6 +9,7 @@ lists the interrupted ones, which resume from the bytes already on disk. Tokens 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -22,9 +23,16 @@ from huggingface_hub.file_download import DryRunFileInfo
 from tqdm.auto import tqdm
 
 from backend.config import Settings
-from backend.errors import InsufficientDiskError, InsufficientMemoryError, InvalidModelError, JobCancelled
+from backend.errors import (
+    InsufficientDiskError,
+    InsufficientMemoryError,
+    InvalidModelError,
+    InvalidRequestError,
+    JobCancelled,
+)
 from backend.schemas.job_base import JobProgress
 from backend.schemas.jobs import DownloadCheck, DownloadJob, DownloadRequest
+from backend.services import llama_engine
 from backend.services.hub import RemoteModel, check_repo_id
 from backend.services.jobs import JobKind, JobRun
 from backend.services.model_files import count_parameters_from_config, disk_bytes, inspect_folder
@@ -113,7 +121,10 @@ class DownloadKind(JobKind[DownloadJob]):
         """Start a download job, or return the running job for the same model and revision."""
         check_repo_id(request.model_id)
         running: DownloadJob | None = self.manager.find_active(
-            self.name, lambda job: (job.model_id, job.revision) == (request.model_id, request.revision)
+            self.name,
+            lambda job: (
+                (job.model_id, job.revision, job.gguf_file) == (request.model_id, request.revision, request.gguf_file)
+            ),
         )
         if running is not None:
             return running
@@ -128,6 +139,8 @@ class DownloadKind(JobKind[DownloadJob]):
             force=request.force,
             include=request.include,
             exclude=request.exclude,
+            gguf_file=request.gguf_file,
+            engine=request.engine,
             trust_remote_code=request.trust_remote_code,
         )
         token = request.access_token.get_secret_value() if request.access_token else None
@@ -146,11 +159,14 @@ class DownloadKind(JobKind[DownloadJob]):
         device: str | None = None,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
+        gguf_file: str | None = None,
     ) -> DownloadCheck:
         """The verdict before the first byte: bytes still to fetch vs free disk, memory needed vs available."""
         token = self.settings.token(access_token)
         remote = self.hub.inspect(model_id, revision=revision, token=token)
-        return self._verdict(model_id, revision, remote, token, dtype, device, include, exclude, allow_code=False)[0]
+        return self._verdict(
+            model_id, revision, remote, token, dtype, device, include, exclude, gguf_file, allow_code=False
+        )[0]
 
     def purge(self, job: DownloadJob) -> int:
         """Delete the partial (``.incomplete``) files of the model's downloads; return the bytes freed."""
@@ -217,6 +233,7 @@ class DownloadKind(JobKind[DownloadJob]):
             job.device,
             job.include,
             job.exclude,
+            job.gguf_file,
             allow_code=allow_code,
         )
         if not plan:
@@ -254,6 +271,8 @@ class DownloadKind(JobKind[DownloadJob]):
             tqdm_class=bar,
         )
         run.check_cancelled()
+        if check.gguf_file is not None:  # the snapshot may hold other quantizations fetched before: load this one
+            path = path / check.gguf_file
         run.update(status="verifying", path=str(path))
         files_found = inspect_folder(path)
         if not files_found.complete:
@@ -276,6 +295,7 @@ class DownloadKind(JobKind[DownloadJob]):
             device=check.device,
             force=job.force,
             trust_remote_code=allow_code,
+            engine=job.engine,
             cancelled=run.cancel.is_set,
         )
         return {"result": loaded.metadata}
@@ -310,11 +330,19 @@ class DownloadKind(JobKind[DownloadJob]):
         device: str | None,
         include: list[str] | None,
         exclude: list[str] | None,
+        gguf_file: str | None,
         *,
         allow_code: bool,
     ) -> tuple[DownloadCheck, list[DryRunFileInfo]]:
         device, dtype = self.models.placement(device, dtype)
-        patterns = self.hub.file_patterns(allow_pickle=remote.weight_format == "pytorch", allow_remote_code=allow_code)
+        if remote.weight_format == "gguf":
+            gguf_file = choose_gguf(model_id, remote, gguf_file)
+            patterns = [gguf_file]  # one quantization: the file carries its tokenizer and template
+        else:
+            gguf_file = None
+            patterns = self.hub.file_patterns(
+                allow_pickle=remote.weight_format == "pytorch", allow_remote_code=allow_code
+            )
         commit = remote.info.sha or revision or "main"
         plan = self.hub.plan(model_id, commit=commit, token=token, patterns=patterns, include=include, exclude=exclude)
         total = sum(f.file_size or 0 for f in plan)
@@ -324,7 +352,11 @@ class DownloadKind(JobKind[DownloadJob]):
         num_params = sum(remote.parameters_by_dtype.values()) or (
             count_parameters_from_config(remote.config) if remote.config else None
         )
-        memory = self.models.fit_verdict(num_params, dtype, device)
+        if gguf_file is not None:
+            available = self.models.optimizer.memory_available_gb(device)
+            memory = llama_engine.file_fit_verdict(total, device, available)
+        else:
+            memory = self.models.fit_verdict(num_params, dtype, device)
         fits_disk = to_fetch <= free
         disk_reason = f"{to_fetch / 1e9:.2f} GB to fetch, {free / 1e9:.2f} GB free on disk" + (
             "" if fits_disk else ": free disk space or raise ORCHARD_DISK_QUOTA_GB"
@@ -333,6 +365,7 @@ class DownloadKind(JobKind[DownloadJob]):
             model_id=model_id,
             revision=revision,
             commit=commit,
+            gguf_file=gguf_file,
             files_total=len(plan),
             bytes_total=total,
             bytes_cached=cached,
@@ -351,3 +384,41 @@ class DownloadKind(JobKind[DownloadJob]):
             reason=f"disk: {disk_reason}; memory: {memory.reason}",
         )
         return check, plan
+
+
+SPLIT_GGUF = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+
+
+def choose_gguf(model_id: str, remote: RemoteModel, requested: str | None) -> str:
+    """The GGUF file to fetch from a repo of them: the one asked for, or the only one.
+
+    Raises:
+        InvalidRequestError: several files and none chosen, a file the repo does not have, or a split file; each
+            with ``candidates`` (every ``.gguf`` file and its size).
+    """
+    files = [(name, size) for name, size in remote.files if name.endswith(".gguf")]
+    candidates = [{"file": name, "size": size} for name, size in files]
+    if requested is None:
+        if len(files) == 1:
+            requested = files[0][0]
+        else:
+            raise InvalidRequestError(
+                f"'{model_id}' holds {len(files)} GGUF files, one per quantization: choose one with gguf_file "
+                "(smaller files are more quantized; q4_k_m and q8_0 are the usual picks).",
+                model_id=model_id,
+                candidates=candidates,
+            )
+    if requested not in {name for name, _ in files}:
+        raise InvalidRequestError(
+            f"'{model_id}' has no GGUF file '{requested}'; choose one of its candidates.",
+            model_id=model_id,
+            candidates=candidates,
+        )
+    if SPLIT_GGUF.search(requested):
+        raise InvalidRequestError(
+            f"'{requested}' is one part of a split GGUF model, which Orchard does not download yet; choose a "
+            "single-file quantization.",
+            model_id=model_id,
+            candidates=[c for c in candidates if not SPLIT_GGUF.search(str(c["file"]))],
+        )
+    return requested

@@ -101,6 +101,22 @@ def _size(gb: float) -> str:
     return f"{gb:.2f} GB" if gb >= 0.1 else f"{gb * 1024:.1f} MB"
 
 
+def file_fit_verdict(size_bytes: int, device: str, available_gb: float) -> FitVerdict:
+    """Before a GGUF file is downloaded (its header unread): the file and the compute buffers; the KV cache for
+    its context is counted again at load."""
+    required = (size_bytes + max(size_bytes * COMPUTE_OVERHEAD, 64 * 1024**2)) / GB
+    fits = required <= available_gb
+    reason = (
+        f"needs about {_size(required)} on {device} (the {_size(size_bytes / GB)} file, plus the KV cache for its "
+        f"context, counted at load); {available_gb:.2f} GB available"
+    )
+    if not fits:
+        reason += "; choose a smaller quantization, free memory, or pass force=true"
+    return FitVerdict(
+        fits=fits, dtype="gguf", device=device, required_gb=round(required, 6), available_gb=available_gb, reason=reason
+    )
+
+
 def gpu_offload() -> bool:
     """Whether this llama.cpp build can put layers on a GPU (Metal, CUDA)."""
     import_libraries("llama_cpp")

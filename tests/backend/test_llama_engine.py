@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from backend.config import Settings
 from backend.services import export_gguf, llama_engine
 from backend.services.model_files import read_gguf
 from tests.factories import make_model, pretrain
+from tests.hub_server import HubServer
 from tests.live_server import LiveServer, live_server
 
 LLAMA_CPP = llama_engine.available()
@@ -47,14 +49,20 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         folder=hf, config=AutoConfig.from_pretrained(hf), tokenizer=AutoTokenizer.from_pretrained(hf)
     )
     export_gguf.write_gguf(source, gguf, "f32", name="tiny")
-    return {"hf": hf, "gguf": gguf.parent}
+    # a Hub repo of GGUF files, as people publish them: one file per quantization and a README
+    repo = root / "hub-gguf"
+    repo.mkdir()
+    shutil.copy(gguf, repo / "tiny-f32.gguf")
+    export_gguf.write_gguf(source, repo / "tiny-q8_0.gguf", "q8_0", name="tiny")
+    (repo / "README.md").write_text("# tiny, in GGUF\n")
+    return {"hf": hf, "gguf": gguf.parent, "repo": repo}
 
 
 @pytest.fixture
 def server(settings: Settings, made: dict[str, Path]) -> Iterator[LiveServer]:
     settings.ensure_dirs()
-    for name, path in made.items():
-        (settings.models_path / f"tiny-{name}").symlink_to(path, target_is_directory=True)
+    for name in ("hf", "gguf"):
+        (settings.models_path / f"tiny-{name}").symlink_to(made[name], target_is_directory=True)
     settings.llama_context = 512  # below the model's 1024: the setting caps it
     settings.chat_queue_size = 2
     with live_server(settings) as live:
@@ -266,3 +274,42 @@ def test_the_system_page_says_which_engines_are_here(client: Any) -> None:
     assert engines["llama.cpp"]["available"] is LLAMA_CPP
     if not LLAMA_CPP:
         assert "C++ compiler" in engines["llama.cpp"]["hint"]
+
+
+def test_a_hub_repo_of_gguf_files_downloads_the_file_chosen(settings: Settings, made: dict[str, Path]) -> None:
+    repo = "orchard-test/tiny-GGUF"
+    q8 = made["repo"] / "tiny-q8_0.gguf"
+    with HubServer() as hub:
+        hub.add_repo(repo, made["repo"])
+        settings.hf_endpoint = hub.endpoint
+        with live_server(settings) as live:
+            # several quantizations and none chosen: 400 with each file and its size, before any byte
+            unchosen = httpx.post(f"{live.url}/model/download", json={"model_id": repo, "wait": True}, timeout=60)
+            assert unchosen.status_code == 400, unchosen.text
+            error = unchosen.json()["error"]
+            assert "gguf_file" in error["message"]
+            assert {c["file"]: c["size"] for c in error["candidates"]} == {
+                "tiny-f32.gguf": (made["repo"] / "tiny-f32.gguf").stat().st_size,
+                "tiny-q8_0.gguf": q8.stat().st_size,
+            }
+            missing = httpx.get(f"{live.url}/model/check/{repo}", params={"gguf_file": "nope.gguf"})
+            assert missing.status_code == 400 and "candidates" in missing.json()["error"]
+
+            verdict = httpx.get(f"{live.url}/model/check/{repo}", params={"gguf_file": "tiny-q8_0.gguf"}).json()
+            assert verdict["gguf_file"] == "tiny-q8_0.gguf" and verdict["files_total"] == 1
+            assert verdict["bytes_total"] == q8.stat().st_size and verdict["fits"], verdict
+            assert "KV cache" in verdict["memory_reason"]
+
+            hub.reset_log()
+            body = {"model_id": repo, "gguf_file": "tiny-q8_0.gguf", "wait": True}
+            done = httpx.post(f"{live.url}/model/download", json=body, timeout=120)
+            assert done.status_code == 200, done.text
+            job = done.json()
+            assert job["status"] == "ready" and job["path"].endswith("tiny-q8_0.gguf")
+            metadata = job["result"]
+            assert metadata["model_id"] == repo and metadata["source"] == "hub"
+            assert metadata["engine"] == ("llama.cpp" if LLAMA_CPP else "transformers")
+            fetched = {r.path.rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r.path}
+            assert fetched == {"tiny-q8_0.gguf"}  # only the file chosen: not the other quantization, not the README
+            reply = httpx.post(f"{live.url}/chat", json={"messages": HELLO, "max_new_tokens": 4, "stream": False})
+            assert reply.status_code == 200 and reply.json()["model"] == repo

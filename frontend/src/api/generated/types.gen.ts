@@ -709,6 +709,12 @@ export type DownloadCheck = {
      */
     fits_memory: boolean;
     /**
+     * Gguf File
+     *
+     * A repo of GGUF files: the one this verdict is for.
+     */
+    gguf_file?: string | null;
+    /**
      * Memory Available Gb
      */
     memory_available_gb: number;
@@ -760,6 +766,10 @@ export type DownloadJob = {
      * Dtype
      */
     dtype?: 'float32' | 'float16' | 'bfloat16' | null;
+    /**
+     * Engine
+     */
+    engine?: 'transformers' | 'llama.cpp' | null;
     error?: JobError | null;
     /**
      * Exclude
@@ -773,6 +783,12 @@ export type DownloadJob = {
      * Force
      */
     force?: boolean;
+    /**
+     * Gguf File
+     *
+     * From a repo of GGUF files: the one fetched.
+     */
+    gguf_file?: string | null;
     /**
      * Id
      */
@@ -892,6 +908,12 @@ export type DownloadRequest = {
      * Load even when the model is estimated not to fit in memory.
      */
     force?: boolean;
+    /**
+     * Gguf File
+     *
+     * A repo of GGUF files (one per quantization): the file to fetch. Needed when it holds several; the 400 without it lists them with their sizes.
+     */
+    gguf_file?: string | null;
     /**
      * Include
      *
@@ -3378,6 +3400,12 @@ export type DownloadRequestWritable = {
      */
     force?: boolean;
     /**
+     * Gguf File
+     *
+     * A repo of GGUF files (one per quantization): the file to fetch. Needed when it holds several; the 400 without it lists them with their sizes.
+     */
+    gguf_file?: string | null;
+    /**
      * Include
      *
      * Only files matching these glob patterns.
@@ -4373,6 +4401,12 @@ export type CheckDownloadData = {
          * Device
          */
         device?: 'cpu' | 'cuda' | 'mps' | null;
+        /**
+         * Gguf File
+         *
+         * A repo of GGUF files: the file.
+         */
+        gguf_file?: string | null;
     };
     url: '/model/check/{model_id}';
 };

@@ -53,6 +53,45 @@ describe("ModelLookup", () => {
     expect(await api.calls("POST /model/download")[0].request.json()).toEqual({ model_id: "org/huge", load: true, force: true });
   });
 
+  it("asks which file of a GGUF repo to fetch, then checks and downloads that one", async () => {
+    const files = [
+      { path: "README.md", size: 100 },
+      { path: "tiny-q4_k_m.gguf", size: 80_000_000 },
+      { path: "tiny-q8_0.gguf", size: 140_000_000 },
+    ];
+    const api = mockApi({
+      "GET /model/info/org/tiny-GGUF": make.info({ model_id: "org/tiny-GGUF", weight_format: "gguf", files }),
+      "GET /model/check/org/tiny-GGUF": make.check({ model_id: "org/tiny-GGUF", gguf_file: "tiny-q8_0.gguf" }),
+      "POST /model/download": make.job({ model_id: "org/tiny-GGUF" }),
+    });
+    const { user } = renderWithProviders(<ModelLookup />);
+
+    await user.type(screen.getByLabelText("Hugging Face model id"), "org/tiny-GGUF{Enter}");
+    const choice = await screen.findByLabelText("GGUF file");
+    expect(within(choice).getAllByRole("option").map((o) => o.textContent)).toEqual([
+      "Choose a quantization…",
+      "tiny-q4_k_m.gguf · 80.0 MB",
+      "tiny-q8_0.gguf · 140 MB",
+    ]);
+    // nothing is checked or downloaded until a file is chosen
+    expect(screen.getByRole("button", { name: "Download" })).toBeDisabled();
+    expect(api.calls("GET /model/check/org/tiny-GGUF")).toHaveLength(0);
+
+    await user.selectOptions(choice, "tiny-q8_0.gguf");
+    await waitFor(() => expect(api.calls("GET /model/check/org/tiny-GGUF")).toHaveLength(1));
+    expect(new URL(api.calls("GET /model/check/org/tiny-GGUF")[0].request.url).searchParams.get("gguf_file")).toBe(
+      "tiny-q8_0.gguf",
+    );
+    await user.click(screen.getByRole("button", { name: "Download" }));
+    await waitFor(() => expect(api.calls("POST /model/download")).toHaveLength(1));
+    expect(await api.calls("POST /model/download")[0].request.json()).toEqual({
+      model_id: "org/tiny-GGUF",
+      load: true,
+      force: false,
+      gguf_file: "tiny-q8_0.gguf",
+    });
+  });
+
   it("hides a result once the box names another model", async () => {
     mockApi({ "GET /model/info/org/tiny": make.info(), "GET /model/check/org/tiny": make.check() });
     const { user } = renderWithProviders(<ModelLookup />);

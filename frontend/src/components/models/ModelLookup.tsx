@@ -2,7 +2,8 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, useState } from "react";
 import { checkDownloadOptions, downloadModelMutation, getModelInfoOptions } from "../../api/queries";
-import { Button, Card, Checkbox, ErrorMessage, Loading, TextField } from "../ui";
+import { formatBytes } from "../../format";
+import { Button, Card, Checkbox, ErrorMessage, Loading, SelectField, TextField } from "../ui";
 import { rememberJob } from "./jobCache";
 import { ModelInfoView } from "./ModelInfoView";
 
@@ -21,11 +22,22 @@ export function ModelLookup() {
   const [lookupId, setLookupId] = useState<string | null>(null);
   const [load, setLoad] = useState(true);
   const [force, setForce] = useState(false);
+  const [ggufChoice, setGgufChoice] = useState("");
   const modelId = normaliseModelId(text);
 
   const lookup = { path: { model_id: lookupId ?? "" } };
   const info = useQuery({ ...getModelInfoOptions(lookup), enabled: lookupId !== null, retry: false, staleTime: 60_000 });
-  const check = useQuery({ ...checkDownloadOptions(lookup), enabled: lookupId !== null, retry: false, staleTime: 10_000 });
+  // A repo of GGUF files holds one file per quantization: the person picks one (the only one is picked for them),
+  // and the verdict and the download are for that file.
+  const ggufFiles = info.data?.weight_format === "gguf" ? info.data.files.filter((f) => f.path.endsWith(".gguf")) : [];
+  const ggufFile = ggufFiles.length === 1 ? ggufFiles[0].path : ggufChoice || undefined;
+  const mustChoose = ggufFiles.length > 1 && !ggufFile;
+  const check = useQuery({
+    ...checkDownloadOptions({ ...lookup, query: ggufFile ? { gguf_file: ggufFile } : undefined }),
+    enabled: lookupId !== null && info.data !== undefined && !mustChoose,
+    retry: false,
+    staleTime: 10_000,
+  });
 
   const download = useMutation({
     ...downloadModelMutation(),
@@ -42,6 +54,7 @@ export function ModelLookup() {
     } else {
       setLookupId(modelId);
       setForce(false);
+      setGgufChoice("");
     }
   };
 
@@ -76,6 +89,21 @@ export function ModelLookup() {
         <div className="mt-5 space-y-4">
           {info.isPending && info.isFetching && <Loading label="Asking the Hub…" />}
           {info.isError && <ErrorMessage error={info.error} title="Could not look up this model" />}
+          {info.data && ggufFiles.length > 1 && (
+            <SelectField
+              label="GGUF file"
+              value={ggufChoice}
+              onChange={(event) => {
+                setGgufChoice(event.target.value);
+                setForce(false);
+              }}
+              options={[
+                ["", "Choose a quantization…"],
+                ...ggufFiles.map((f): [string, string] => [f.path, `${f.path}${f.size ? ` · ${formatBytes(f.size)}` : ""}`]),
+              ]}
+              hint="One file per quantization: smaller files are more quantized. q4_k_m and q8_0 are the usual picks."
+            />
+          )}
           {info.data && <ModelInfoView info={info.data} check={check.data} checkError={check.error} />}
         </div>
       )}
@@ -97,9 +125,18 @@ export function ModelLookup() {
         <Button
           variant="primary"
           className="sm:ml-auto"
-          disabled={!modelId}
+          disabled={!modelId || (lookupId === modelId && mustChoose)}
           busy={download.isPending}
-          onClick={() => download.mutate({ body: { model_id: modelId, load, force: offerForce && force } })}
+          onClick={() =>
+            download.mutate({
+              body: {
+                model_id: modelId,
+                load,
+                force: offerForce && force,
+                ...(lookupId === modelId && ggufFile ? { gguf_file: ggufFile } : {}),
+              },
+            })
+          }
         >
           Download
         </Button>
