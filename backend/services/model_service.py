@@ -457,8 +457,21 @@ class ModelService:
             vocab_size=config_int(config, "vocab_size"),
             context_length=context_length(config),
             estimated_memory_gb=self.optimizer.estimate_model_memory(num_params, dtype) if num_params else None,
-            memory=self.fit_verdict(num_params, dtype, device),
+            memory=(self._gguf_repo_verdict(files, device) if remote.weight_format == "gguf" else None)
+            or self.fit_verdict(num_params, dtype, device),
         )
+
+    def _gguf_repo_verdict(self, files: list[tuple[str, int | None]], device: str) -> FitVerdict | None:
+        """A repo of GGUF files has no parameter count to go by: the verdict for its smallest file (a download
+        chooses the file, and its own check says more)."""
+        sized = sorted((size, name) for name, size in files if name.endswith(".gguf") and size)
+        if not sized:
+            return None
+        size, name = sized[0]
+        verdict = llama_engine.file_fit_verdict(size, device, self.optimizer.memory_available_gb(device))
+        if len(sized) == 1:
+            return verdict
+        return verdict.model_copy(update={"reason": f"its smallest file, {name}, {verdict.reason}"})
 
     def fit_verdict(self, num_params: int | None, dtype: str, device: str) -> FitVerdict:
         """Whether a model of ``num_params`` parameters fits ``device`` at ``dtype`` now, with the numbers."""

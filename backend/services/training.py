@@ -205,6 +205,12 @@ class TrainKind(JobKind[TrainJob]):
         info = self.datasets.info(request.dataset_id)
         path, model_id = self._model(request.model_id)
         files = inspect_folder(path)
+        if files.format == "gguf":
+            raise InvalidModelError(
+                f"'{model_id}' is a GGUF file, which cannot be fine-tuned: train the safetensors model it was made "
+                "from, then export the result to GGUF.",
+                model_id=model_id,
+            )
         if not files.complete or files.config is None or files.format not in ("safetensors", "pytorch"):
             raise InvalidModelError(
                 f"'{model_id}' cannot be trained: {'; '.join(files.problems) or 'no weights'}.", model_id=model_id

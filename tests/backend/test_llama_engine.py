@@ -204,6 +204,12 @@ def test_engines_swap_and_unload_gives_the_memory_back(server: LiveServer) -> No
     assert on_transformers["engine"] == "transformers" and on_transformers["architecture"] == "LlamaForCausalLM"
     assert chat(server, max_new_tokens=4)["usage"]["completion_tokens"] > 0
     assert load(server, "tiny-gguf")["engine"] == "llama.cpp"
+    # what needs PyTorch says so plainly for a GGUF model: fine-tuning
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    data = "\n".join(json.dumps(row) for _ in range(4)).encode()
+    dataset = httpx.post(f"{server.url}/datasets", files={"file": ("d.jsonl", data)}).json()
+    plan = httpx.post(f"{server.url}/training/plan", json={"dataset_id": dataset["id"]})
+    assert plan.status_code == 422 and "cannot be fine-tuned" in plan.json()["error"]["message"], plan.text
     unloaded = httpx.post(f"{server.url}/model/unload").json()
     assert unloaded["status"] == "unloaded" and unloaded["model_id"] == "tiny-gguf"
     assert httpx.get(f"{server.url}/model/current").json()["metadata"] is None
@@ -283,6 +289,9 @@ def test_a_hub_repo_of_gguf_files_downloads_the_file_chosen(settings: Settings, 
         hub.add_repo(repo, made["repo"])
         settings.hf_endpoint = hub.endpoint
         with live_server(settings) as live:
+            info = httpx.get(f"{live.url}/model/info/{repo}").json()
+            assert info["weight_format"] == "gguf" and info["memory"]["fits"], info["memory"]
+            assert info["memory"]["reason"].startswith("its smallest file, tiny-q8_0.gguf, needs")
             # several quantizations and none chosen: 400 with each file and its size, before any byte
             unchosen = httpx.post(f"{live.url}/model/download", json={"model_id": repo, "wait": True}, timeout=60)
             assert unchosen.status_code == 400, unchosen.text
