@@ -20,6 +20,7 @@ What the chat service needs of an engine is small, and this module gives it for 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import random
 from dataclasses import dataclass, field
@@ -191,6 +192,7 @@ class LlamaTokenizer:
         self.eos_token = self._text(self.eos_token_id)
         self.vocab_size: int = int(llm.n_vocab())
         self.eog = EndOfGeneration(llm)
+        self._pieces: dict[bool, dict[int, bytes]] = {False: {}, True: {}}
 
     def _text(self, token: int | None) -> str | None:
         if token is None:
@@ -207,8 +209,31 @@ class LlamaTokenizer:
         return self(text, add_special_tokens)["input_ids"]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        data = bytes(self._llm.detokenize(list(ids), special=not skip_special_tokens))
+        """llama.cpp's detokenize (each token's piece, joined; a leading space after BOS dropped), with the pieces
+        cached: chat decodes the whole reply at every token, which llama-cpp-python does piece by piece in Python."""
+        special = not skip_special_tokens
+        cache = self._pieces[special]
+        parts = []
+        for token in ids:
+            piece = cache.get(token)
+            if piece is None:
+                piece = cache[token] = self._piece(token, special)
+            parts.append(piece)
+        data = b"".join(parts)
+        if ids and ids[0] == self.bos_token_id and data[:1] == b" ":
+            data = data[1:]
         return data.decode("utf-8", errors="replace")  # an incomplete character shows as U+FFFD until it completes
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        import llama_cpp
+
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buffer, size, 0, special)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n  # the piece is longer: llama.cpp says how long
 
     def apply_chat_template(
         self,

@@ -363,3 +363,22 @@ print(json.dumps(cycles))
     for cycle in cycles:
         assert cycle["held"] >= 0.8 * size, cycle  # the weights were in memory...
         assert cycle["left"] <= 0.15 * size, cycle  # ...and are gone after the unload
+
+
+@needs_llama_cpp
+def test_the_tokenizer_decodes_as_llama_cpp_does(made: dict[str, Path]) -> None:
+    """Decoding with cached pieces gives llama-cpp-python's own detokenize, special tokens and a leading BOS too."""
+    import random
+
+    llm, tokenizer, _ = llama_engine.load(made["gguf"] / "tiny.gguf", n_ctx=256, device="cpu")
+    try:
+        rng = random.Random(0)
+        for trial in range(300):
+            ids = [rng.randrange(tokenizer.vocab_size) for _ in range(rng.randrange(1, 30))]
+            if trial % 5 == 0:
+                ids[0] = llm.token_bos()
+            for special in (False, True):
+                want = bytes(llm.detokenize(ids, special=special)).decode("utf-8", errors="replace")
+                assert tokenizer.decode(ids, skip_special_tokens=not special) == want, ids
+    finally:
+        llm.close()
