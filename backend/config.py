@@ -158,9 +158,12 @@ class Settings(BaseSettings):
 
     # --- RAG defaults ---
     rag_embedding_model: str = Field("all-MiniLM-L6-v2", description="Sentence-embedding model for RAG.")
-    rag_chunk_size: int = Field(512, ge=16, description="Characters per document chunk.")
-    rag_chunk_overlap: int = Field(64, ge=0, description="Characters shared by neighbouring chunks.")
+    rag_chunk_size: int = Field(
+        256, ge=16, description="Tokens per document chunk (the embedder's), at most what the embedder reads."
+    )
+    rag_chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     rag_top_k: int = Field(4, ge=1, description="Chunks retrieved per question.")
+    rag_max_file_mb: float = Field(100.0, gt=0, description="Largest document accepted for a collection, in MB.")
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -137,6 +137,18 @@ class ExportNotFoundError(StudioError):
     status_code, code = 404, "export_not_found"
 
 
+class CollectionNotFoundError(StudioError):
+    status_code, code = 404, "collection_not_found"
+
+
+class DocumentNotFoundError(StudioError):
+    status_code, code = 404, "document_not_found"
+
+
+class CollectionBusyError(StudioError):
+    status_code, code = 409, "collection_busy"
+
+
 class EngineUnavailableError(StudioError):
     """An optional engine (llama.cpp) is asked for but not installed here; the message says how to add it."""
 

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend import __version__
-from backend.api import adapters, chat, datasets, exports, jobs, model_loader, openai_compat, system, training
+from backend.api import adapters, chat, datasets, exports, jobs, model_loader, openai_compat, rag, system, training
 from backend.api.access import require_access
 from backend.api.ui import mount_ui
 from backend.config import Settings, get_settings
@@ -25,6 +25,7 @@ from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
+from backend.services.rag_pipeline import IngestKind, RagService
 from backend.services.training import TrainKind
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         downloads, loads = DownloadKind(settings, service), LoadKind(service)
         training, merges = TrainKind(settings, service, datasets), MergeKind(settings, service, adapters)
         exports = ExportKind(settings, service, adapters)
-        for kind in (downloads, loads, training, merges, exports):
+        documents = RagService(settings)
+        ingest = IngestKind(settings, documents)
+        for kind in (downloads, loads, training, merges, exports, ingest):
             jobs.register(kind)
         app.state.model_service, app.state.jobs = service, jobs
         app.state.downloads, app.state.loads = downloads, loads
         app.state.training, app.state.merges, app.state.adapters = training, merges, adapters
         app.state.exports = exports
+        app.state.rag, app.state.ingest = documents, ingest
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
         app.state.datasets = datasets
         if settings.warmup:
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         chat_service.shutdown()
         jobs.shutdown()
+        documents.close()
 
     app = FastAPI(
         title="Orchard",
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training.router,
         adapters.router,
         exports.router,
+        rag.router,
     )
     for router in routers:
         app.include_router(router, dependencies=[Depends(require_access)])

@@ -15,6 +15,7 @@ from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
+from backend.services.rag_pipeline import IngestKind, RagService
 from backend.services.training import TrainKind
 
 
@@ -68,6 +69,16 @@ def get_exports(request: Request) -> ExportKind:
     return exports
 
 
+def get_rag(request: Request) -> RagService:
+    rag: RagService = request.app.state.rag
+    return rag
+
+
+def get_ingest(request: Request) -> IngestKind:
+    ingest: IngestKind = request.app.state.ingest
+    return ingest
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -84,3 +95,5 @@ TrainingDep = Annotated[TrainKind, Depends(get_training)]
 AdaptersDep = Annotated[AdapterService, Depends(get_adapters)]
 MergesDep = Annotated[MergeKind, Depends(get_merges)]
 ExportsDep = Annotated[ExportKind, Depends(get_exports)]
+RagDep = Annotated[RagService, Depends(get_rag)]
+IngestDep = Annotated[IngestKind, Depends(get_ingest)]

@@ -23,6 +23,7 @@ JobStatus = Literal[
     "merging",
     "exporting",
     "saving",
+    "ingesting",
     "ready",
     "failed",
     "cancelled",

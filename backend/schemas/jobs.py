@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, TypeAdapter
 from backend.schemas.exports import ExportJob
 from backend.schemas.job_base import JobBase
 from backend.schemas.model import DeviceName, DtypeName, EngineName, LoadOptions, ModelMetadata
+from backend.schemas.rag import IngestJob
 from backend.schemas.training import MergeJob, TrainJob
 
 
@@ -52,7 +53,7 @@ class LoadJob(JobBase):
     result: ModelMetadata | None = Field(None, description="The loaded model's metadata, once ready.")
 
 
-AnyJob = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob  # a new kind adds its schema here
+AnyJob = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob  # a new kind adds its schema here
 Job = Annotated[AnyJob, Field(discriminator="kind")]
 JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
 

@@ -61,6 +61,8 @@ ON_DEMAND: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("peft", ("LoraConfig", "PeftModel", "get_peft_model")),
         ("transformers", ("DataCollatorForSeq2Seq", "Trainer", "TrainerCallback", "TrainingArguments")),
     ),
+    # Document embeddings (sentence-transformers imports transformers' lazy modules: under the lock).
+    "rag": (("sentence_transformers", ("SentenceTransformer",)),),
     # The optional llama.cpp part (`uv sync --extra llama`): ImportError where it is not installed.
     "llama_cpp": (
         ("llama_cpp", ("Llama", "llama_model_quantize", "llama_model_quantize_default_params", "llama_vocab_is_eog")),

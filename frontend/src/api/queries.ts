@@ -16,6 +16,7 @@ import { planTraining } from "./generated/sdk.gen";
 import type {
   DownloadJob,
   ExportJob,
+  IngestJob,
   LoadJob,
   MergeJob,
   TrainJob,
@@ -27,7 +28,7 @@ export * from "./generated/@tanstack/react-query.gen";
 export type * from "./generated/types.gen";
 
 /** A job of any kind, as the jobs API answers it (`GET /jobs`, `/jobs/{id}`, its events); `kind` tells them apart. */
-export type Job = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob;
+export type Job = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob;
 
 /** A job that brings a model in (a download) or into memory (a load): it names its model. */
 export type ModelJob = DownloadJob | LoadJob;

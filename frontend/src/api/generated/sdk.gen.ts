@@ -2,7 +2,7 @@
 
 import { type Client, formDataBodySerializer, type Options as Options2, type TDataShape } from './client';
 import { client } from './client.gen';
-import type { AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteExportData, DeleteExportErrors, DeleteExportResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadExportData, DownloadExportErrors, DownloadExportResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, ExportGgufData, ExportGgufErrors, ExportGgufResponses, ExportModelfileData, ExportModelfileErrors, ExportModelfileResponses, ExportOptionsData, ExportOptionsErrors, ExportOptionsResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetExportData, GetExportErrors, GetExportResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ImportHubDatasetData, ImportHubDatasetErrors, ImportHubDatasetResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListExportsData, ListExportsErrors, ListExportsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
+import type { AddDocumentsData, AddDocumentsErrors, AddDocumentsResponses, AttachAdapterData, AttachAdapterErrors, AttachAdapterResponses, CancelDownloadJobData, CancelDownloadJobErrors, CancelDownloadJobResponses, CancelJobData, CancelJobErrors, CancelJobResponses, ChatData, ChatErrors, ChatResponses, CheckDownloadData, CheckDownloadErrors, CheckDownloadResponses, ClearJobsData, ClearJobsErrors, ClearJobsResponses, CreateCollectionData, CreateCollectionErrors, CreateCollectionResponses, DeleteAdapterData, DeleteAdapterErrors, DeleteAdapterResponses, DeleteCollectionData, DeleteCollectionErrors, DeleteCollectionResponses, DeleteDatasetData, DeleteDatasetErrors, DeleteDatasetResponses, DeleteDocumentData, DeleteDocumentErrors, DeleteDocumentResponses, DeleteExportData, DeleteExportErrors, DeleteExportResponses, DeleteLocalModelData, DeleteLocalModelErrors, DeleteLocalModelResponses, DetachAdapterData, DetachAdapterErrors, DetachAdapterResponses, DownloadExportData, DownloadExportErrors, DownloadExportResponses, DownloadModelData, DownloadModelErrors, DownloadModelResponses, ExportGgufData, ExportGgufErrors, ExportGgufResponses, ExportModelfileData, ExportModelfileErrors, ExportModelfileResponses, ExportOptionsData, ExportOptionsErrors, ExportOptionsResponses, GetAdapterData, GetAdapterErrors, GetAdapterResponses, GetCollectionData, GetCollectionErrors, GetCollectionResponses, GetConfigData, GetConfigErrors, GetConfigResponses, GetCurrentModelData, GetCurrentModelErrors, GetCurrentModelResponses, GetDatasetData, GetDatasetErrors, GetDatasetResponses, GetDownloadJobData, GetDownloadJobErrors, GetDownloadJobResponses, GetExportData, GetExportErrors, GetExportResponses, GetJobData, GetJobErrors, GetJobResponses, GetModelInfoData, GetModelInfoErrors, GetModelInfoResponses, GetTrainingJobData, GetTrainingJobErrors, GetTrainingJobResponses, HealthData, HealthErrors, HealthResponses, ImportHubDatasetData, ImportHubDatasetErrors, ImportHubDatasetResponses, ListAdaptersData, ListAdaptersErrors, ListAdaptersResponses, ListCollectionsData, ListCollectionsErrors, ListCollectionsResponses, ListDatasetsData, ListDatasetsErrors, ListDatasetsResponses, ListDocumentsData, ListDocumentsErrors, ListDocumentsResponses, ListDownloadJobsData, ListDownloadJobsErrors, ListDownloadJobsResponses, ListExportsData, ListExportsErrors, ListExportsResponses, ListJobsData, ListJobsErrors, ListJobsResponses, ListLocalModelsData, ListLocalModelsErrors, ListLocalModelsResponses, ListTrainingJobsData, ListTrainingJobsErrors, ListTrainingJobsResponses, LoadModelData, LoadModelErrors, LoadModelResponses, MergeAdapterData, MergeAdapterErrors, MergeAdapterResponses, ModelHealthData, ModelHealthErrors, ModelHealthResponses, OpenaiChatCompletionsData, OpenaiChatCompletionsErrors, OpenaiChatCompletionsResponses, OpenaiCompletionsData, OpenaiCompletionsErrors, OpenaiCompletionsResponses, OpenaiListModelsData, OpenaiListModelsErrors, OpenaiListModelsResponses, PlanTrainingData, PlanTrainingErrors, PlanTrainingResponses, PreviewDatasetData, PreviewDatasetErrors, PreviewDatasetResponses, QueryCollectionData, QueryCollectionErrors, QueryCollectionResponses, ResumeDownloadJobData, ResumeDownloadJobErrors, ResumeDownloadJobResponses, ResumeJobData, ResumeJobErrors, ResumeJobResponses, StartTrainingData, StartTrainingErrors, StartTrainingResponses, StreamDownloadJobEventsData, StreamDownloadJobEventsErrors, StreamDownloadJobEventsResponses, StreamJobEventsData, StreamJobEventsErrors, StreamJobEventsResponses, UnloadModelData, UnloadModelErrors, UnloadModelResponses, UploadDatasetData, UploadDatasetErrors, UploadDatasetResponses, UploadModelData, UploadModelErrors, UploadModelResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -423,6 +423,80 @@ export const uploadModel = <ThrowOnError extends boolean = false>(options?: Opti
     headers: {
         'Content-Type': null,
         ...options?.headers
+    }
+});
+
+/**
+ * List Collections
+ */
+export const listCollections = <ThrowOnError extends boolean = false>(options?: Options<ListCollectionsData, ThrowOnError>) => (options?.client ?? client).get<ListCollectionsResponses, ListCollectionsErrors, ThrowOnError>({ url: '/rag/collections', ...options });
+
+/**
+ * Create Collection
+ *
+ * A new, empty collection with its embedder and chunking (tokens of the embedder's tokenizer).
+ */
+export const createCollection = <ThrowOnError extends boolean = false>(options: Options<CreateCollectionData, ThrowOnError>) => (options.client ?? client).post<CreateCollectionResponses, CreateCollectionErrors, ThrowOnError>({
+    url: '/rag/collections',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete Collection
+ *
+ * Remove the collection, its documents and every chunk; 409 while files are being added to it.
+ */
+export const deleteCollection = <ThrowOnError extends boolean = false>(options: Options<DeleteCollectionData, ThrowOnError>) => (options.client ?? client).delete<DeleteCollectionResponses, DeleteCollectionErrors, ThrowOnError>({ url: '/rag/collections/{collection_id}', ...options });
+
+/**
+ * Get Collection
+ */
+export const getCollection = <ThrowOnError extends boolean = false>(options: Options<GetCollectionData, ThrowOnError>) => (options.client ?? client).get<GetCollectionResponses, GetCollectionErrors, ThrowOnError>({ url: '/rag/collections/{collection_id}', ...options });
+
+/**
+ * List Documents
+ */
+export const listDocuments = <ThrowOnError extends boolean = false>(options: Options<ListDocumentsData, ThrowOnError>) => (options.client ?? client).get<ListDocumentsResponses, ListDocumentsErrors, ThrowOnError>({ url: '/rag/collections/{collection_id}/documents', ...options });
+
+/**
+ * Add Documents
+ *
+ * An ``ingest`` job: each file read (PDF pages, HTML without scripts or navigation, Markdown headings), chunked
+ * with the embedder's tokenizer, embedded, and added with all its chunks at once. A file that cannot be read is
+ * reported by name in ``files`` and the others are still added; the same content again adds nothing.
+ */
+export const addDocuments = <ThrowOnError extends boolean = false>(options: Options<AddDocumentsData, ThrowOnError>) => (options.client ?? client).post<AddDocumentsResponses, AddDocumentsErrors, ThrowOnError>({
+    ...formDataBodySerializer,
+    url: '/rag/collections/{collection_id}/documents',
+    ...options,
+    headers: {
+        'Content-Type': null,
+        ...options.headers
+    }
+});
+
+/**
+ * Delete Document
+ *
+ * Remove a document and every chunk of it, at once: it is never retrieved again.
+ */
+export const deleteDocument = <ThrowOnError extends boolean = false>(options: Options<DeleteDocumentData, ThrowOnError>) => (options.client ?? client).delete<DeleteDocumentResponses, DeleteDocumentErrors, ThrowOnError>({ url: '/rag/collections/{collection_id}/documents/{document_id}', ...options });
+
+/**
+ * Query Collection
+ *
+ * The chunks that answer ``query`` best, ranked, with their document, page and offsets.
+ */
+export const queryCollection = <ThrowOnError extends boolean = false>(options: Options<QueryCollectionData, ThrowOnError>) => (options.client ?? client).post<QueryCollectionResponses, QueryCollectionErrors, ThrowOnError>({
+    url: '/rag/collections/{collection_id}/query',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
     }
 });
 

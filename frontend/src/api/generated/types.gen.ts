@@ -148,6 +148,18 @@ export type AttachedAdapter = {
 };
 
 /**
+ * Body_addDocuments
+ */
+export type BodyAddDocuments = {
+    /**
+     * Files
+     *
+     * Documents: .txt, .md, .html, .pdf.
+     */
+    files: Array<Blob | File>;
+};
+
+/**
  * Body_uploadDataset
  */
 export type BodyUploadDataset = {
@@ -200,7 +212,9 @@ export type CancelResponse = {
         kind: 'merge';
     } & MergeJob) | ({
         kind: 'export';
-    } & ExportJob);
+    } & ExportJob) | ({
+        kind: 'ingest';
+    } & IngestJob);
     /**
      * Purged Bytes
      *
@@ -329,6 +343,94 @@ export type ClearJobsResponse = {
      * Finished jobs removed from the history.
      */
     removed: number;
+};
+
+/**
+ * CollectionCreate
+ */
+export type CollectionCreate = {
+    /**
+     * Chunk Overlap
+     *
+     * Tokens shared by neighbouring chunks.
+     */
+    chunk_overlap?: number | null;
+    /**
+     * Chunk Size
+     *
+     * Tokens per chunk (the embedder's); at most what the embedder reads.
+     */
+    chunk_size?: number | null;
+    /**
+     * Embedding Model
+     *
+     * A sentence-transformers model: the bundled all-MiniLM-L6-v2 (default, works offline), a local folder, or a Hub id.
+     */
+    embedding_model?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+};
+
+/**
+ * CollectionInfo
+ */
+export type CollectionInfo = {
+    /**
+     * Chunk Overlap
+     */
+    chunk_overlap: number;
+    /**
+     * Chunk Size
+     */
+    chunk_size: number;
+    /**
+     * Chunks
+     */
+    chunks: number;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Documents
+     */
+    documents: number;
+    /**
+     * Embedding Dim
+     *
+     * Known once the first document is embedded.
+     */
+    embedding_dim?: number | null;
+    /**
+     * Embedding Model
+     */
+    embedding_model: string;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Store
+     *
+     * The index: sqlite-vec, or numpy where SQLite cannot load extensions.
+     */
+    store: string;
+};
+
+/**
+ * CollectionList
+ */
+export type CollectionList = {
+    /**
+     * Collections
+     */
+    collections: Array<CollectionInfo>;
 };
 
 /**
@@ -592,6 +694,24 @@ export type DeleteAdapterResponse = {
 };
 
 /**
+ * DeleteCollectionResponse
+ */
+export type DeleteCollectionResponse = {
+    /**
+     * Chunks Removed
+     */
+    chunks_removed: number;
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Documents Removed
+     */
+    documents_removed: number;
+};
+
+/**
  * DeleteDatasetResponse
  */
 export type DeleteDatasetResponse = {
@@ -607,6 +727,20 @@ export type DeleteDatasetResponse = {
      * Status
      */
     status?: 'deleted';
+};
+
+/**
+ * DeleteDocumentResponse
+ */
+export type DeleteDocumentResponse = {
+    /**
+     * Chunks Removed
+     */
+    chunks_removed: number;
+    /**
+     * Document Id
+     */
+    document_id: string;
 };
 
 /**
@@ -639,6 +773,58 @@ export type DeleteResponse = {
      * Path
      */
     path: string;
+};
+
+/**
+ * DocumentInfo
+ */
+export type DocumentInfo = {
+    /**
+     * Chunks
+     */
+    chunks: number;
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Filename
+     */
+    filename: string;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'txt' | 'md' | 'html' | 'pdf';
+    /**
+     * Pages
+     */
+    pages: number | null;
+    /**
+     * Sha256
+     */
+    sha256: string;
+    /**
+     * Size Bytes
+     */
+    size_bytes: number;
+};
+
+/**
+ * DocumentList
+ */
+export type DocumentList = {
+    /**
+     * Documents
+     */
+    documents: Array<DocumentInfo>;
 };
 
 /**
@@ -839,7 +1025,7 @@ export type DownloadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1230,7 +1416,7 @@ export type ExportJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1486,6 +1672,131 @@ export type HubDatasetRequest = {
 };
 
 /**
+ * IngestFile
+ *
+ * One file of an ingest job: where it is (read, chunk, embed) and how it ended.
+ */
+export type IngestFile = {
+    /**
+     * Chunks
+     */
+    chunks?: number | null;
+    /**
+     * Document Id
+     *
+     * The document it became (or, a duplicate, already is).
+     */
+    document_id?: string | null;
+    /**
+     * Why it could not be ingested (the others still are).
+     */
+    error?: JobError | null;
+    /**
+     * Filename
+     */
+    filename: string;
+    /**
+     * Pages
+     */
+    pages?: number | null;
+    /**
+     * Size Bytes
+     */
+    size_bytes: number;
+    /**
+     * Status
+     */
+    status?: 'waiting' | 'reading' | 'embedding' | 'added' | 'duplicate' | 'failed';
+};
+
+/**
+ * IngestJob
+ *
+ * Files read, chunked and embedded into a collection.
+ */
+export type IngestJob = {
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Collection Name
+     */
+    collection_name: string;
+    /**
+     * Created At
+     */
+    created_at: string;
+    error?: JobError | null;
+    /**
+     * Files
+     */
+    files: Array<IngestFile>;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Kind
+     */
+    kind: 'ingest';
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    progress?: JobProgress;
+    result?: IngestResult | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+};
+
+/**
+ * IngestResult
+ */
+export type IngestResult = {
+    /**
+     * Added
+     */
+    added: number;
+    /**
+     * Chunks
+     */
+    chunks: number;
+    /**
+     * Duplicates
+     */
+    duplicates: number;
+    /**
+     * Failed
+     */
+    failed: number;
+};
+
+/**
  * JobError
  *
  * Why a job failed, in the one error shape (``code``, ``message``, details such as ``status_code``).
@@ -1524,7 +1835,9 @@ export type JobList = {
         kind: 'merge';
     } & MergeJob) | ({
         kind: 'export';
-    } & ExportJob)>;
+    } & ExportJob) | ({
+        kind: 'ingest';
+    } & IngestJob)>;
 };
 
 /**
@@ -1654,7 +1967,7 @@ export type LoadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -2011,7 +2324,7 @@ export type MergeJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -2661,6 +2974,100 @@ export type QuantizationOption = {
 };
 
 /**
+ * QueryHit
+ */
+export type QueryHit = {
+    /**
+     * Chunk Id
+     */
+    chunk_id: string;
+    /**
+     * Document Id
+     */
+    document_id: string;
+    /**
+     * End
+     */
+    end: number;
+    /**
+     * Filename
+     */
+    filename: string;
+    /**
+     * Heading
+     */
+    heading: string | null;
+    /**
+     * Page
+     */
+    page: number | null;
+    /**
+     * Rank
+     */
+    rank: number;
+    /**
+     * Score
+     *
+     * hybrid: the fused reciprocal-rank score; vector: cosine; keyword: BM25.
+     */
+    score: number;
+    /**
+     * Start
+     *
+     * Character offsets of the chunk in the document's text.
+     */
+    start: number;
+    /**
+     * Text
+     */
+    text: string;
+};
+
+/**
+ * QueryRequest
+ */
+export type QueryRequest = {
+    /**
+     * Mode
+     *
+     * hybrid (vectors and BM25, fused by reciprocal rank), vector, or keyword (BM25).
+     */
+    mode?: 'hybrid' | 'vector' | 'keyword';
+    /**
+     * Query
+     */
+    query: string;
+    /**
+     * Top K
+     *
+     * Chunks to return; default ORCHARD_RAG_TOP_K.
+     */
+    top_k?: number | null;
+};
+
+/**
+ * QueryResponse
+ */
+export type QueryResponse = {
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Hits
+     */
+    hits: Array<QueryHit>;
+    /**
+     * Mode
+     */
+    mode: 'hybrid' | 'vector' | 'keyword';
+    /**
+     * Query
+     */
+    query: string;
+};
+
+/**
  * RepoFile
  */
 export type RepoFile = {
@@ -2841,7 +3248,7 @@ export type TrainJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -4143,7 +4550,7 @@ export type ListJobsData = {
          *
          * Only jobs in this status; `active` or `finished` for either group.
          */
-        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
+        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
         /**
          * Limit
          *
@@ -4246,7 +4653,9 @@ export type GetJobResponses = {
         kind: 'merge';
     } & MergeJob) | ({
         kind: 'export';
-    } & ExportJob);
+    } & ExportJob) | ({
+        kind: 'ingest';
+    } & IngestJob);
 };
 
 export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
@@ -4319,7 +4728,9 @@ export type ResumeJobResponses = {
         kind: 'merge';
     } & MergeJob) | ({
         kind: 'export';
-    } & ExportJob);
+    } & ExportJob) | ({
+        kind: 'ingest';
+    } & IngestJob);
 };
 
 export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];
@@ -4880,6 +5291,265 @@ export type UploadModelResponses = {
 };
 
 export type UploadModelResponse = UploadModelResponses[keyof UploadModelResponses];
+
+export type ListCollectionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/rag/collections';
+};
+
+export type ListCollectionsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListCollectionsError = ListCollectionsErrors[keyof ListCollectionsErrors];
+
+export type ListCollectionsResponses = {
+    /**
+     * Successful Response
+     */
+    200: CollectionList;
+};
+
+export type ListCollectionsResponse = ListCollectionsResponses[keyof ListCollectionsResponses];
+
+export type CreateCollectionData = {
+    body: CollectionCreate;
+    path?: never;
+    query?: never;
+    url: '/rag/collections';
+};
+
+export type CreateCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type CreateCollectionError = CreateCollectionErrors[keyof CreateCollectionErrors];
+
+export type CreateCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    201: CollectionInfo;
+};
+
+export type CreateCollectionResponse = CreateCollectionResponses[keyof CreateCollectionResponses];
+
+export type DeleteCollectionData = {
+    body?: never;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}';
+};
+
+export type DeleteCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DeleteCollectionError = DeleteCollectionErrors[keyof DeleteCollectionErrors];
+
+export type DeleteCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    200: DeleteCollectionResponse;
+};
+
+export type DeleteCollectionResponse2 = DeleteCollectionResponses[keyof DeleteCollectionResponses];
+
+export type GetCollectionData = {
+    body?: never;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}';
+};
+
+export type GetCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type GetCollectionError = GetCollectionErrors[keyof GetCollectionErrors];
+
+export type GetCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    200: CollectionInfo;
+};
+
+export type GetCollectionResponse = GetCollectionResponses[keyof GetCollectionResponses];
+
+export type ListDocumentsData = {
+    body?: never;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}/documents';
+};
+
+export type ListDocumentsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type ListDocumentsError = ListDocumentsErrors[keyof ListDocumentsErrors];
+
+export type ListDocumentsResponses = {
+    /**
+     * Successful Response
+     */
+    200: DocumentList;
+};
+
+export type ListDocumentsResponse = ListDocumentsResponses[keyof ListDocumentsResponses];
+
+export type AddDocumentsData = {
+    body: BodyAddDocuments;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: {
+        /**
+         * Wait
+         *
+         * Block until the job ends and return it.
+         */
+        wait?: boolean;
+    };
+    url: '/rag/collections/{collection_id}/documents';
+};
+
+export type AddDocumentsErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type AddDocumentsError = AddDocumentsErrors[keyof AddDocumentsErrors];
+
+export type AddDocumentsResponses = {
+    /**
+     * With wait=true: the finished job.
+     */
+    200: IngestJob;
+    /**
+     * Successful Response
+     */
+    202: IngestJob;
+};
+
+export type AddDocumentsResponse = AddDocumentsResponses[keyof AddDocumentsResponses];
+
+export type DeleteDocumentData = {
+    body?: never;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+        /**
+         * Document Id
+         *
+         * The document's id.
+         */
+        document_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}/documents/{document_id}';
+};
+
+export type DeleteDocumentErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type DeleteDocumentError = DeleteDocumentErrors[keyof DeleteDocumentErrors];
+
+export type DeleteDocumentResponses = {
+    /**
+     * Successful Response
+     */
+    200: DeleteDocumentResponse;
+};
+
+export type DeleteDocumentResponse2 = DeleteDocumentResponses[keyof DeleteDocumentResponses];
+
+export type QueryCollectionData = {
+    body: QueryRequest;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}/query';
+};
+
+export type QueryCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type QueryCollectionError = QueryCollectionErrors[keyof QueryCollectionErrors];
+
+export type QueryCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    200: QueryResponse;
+};
+
+export type QueryCollectionResponse = QueryCollectionResponses[keyof QueryCollectionResponses];
 
 export type ListTrainingJobsData = {
     body?: never;

@@ -22,6 +22,7 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   merging: { label: "Merging", tone: "info" },
   exporting: { label: "Exporting", tone: "info" },
   saving: { label: "Saving", tone: "info" },
+  ingesting: { label: "Adding documents", tone: "info" },
   ready: { label: "Ready", tone: "good" },
   failed: { label: "Failed", tone: "bad" },
   cancelled: { label: "Cancelled", tone: "warn" },
@@ -37,6 +38,7 @@ const NOUN: Record<Kind, { noun: string; Noun: string }> = {
   train: { noun: "training", Noun: "Training" },
   merge: { noun: "merge", Noun: "Merge" },
   export: { noun: "export", Noun: "Export" },
+  ingest: { noun: "ingest", Noun: "Ingest" },
 };
 
 const HINT: Partial<Record<Job["status"], string>> = {
@@ -76,12 +78,18 @@ const KIND_HINT: Record<Kind, Partial<Record<Job["status"], string>>> = {
     cancelled: "Stopped; nothing was kept, Resume starts the export again",
     interrupted: "Stopped by a server restart; Resume starts the export again",
   },
+  ingest: {
+    ingesting: "Reading, chunking and embedding the files",
+    cancelled: "Stopped; the files already added stay, Resume adds the rest",
+    interrupted: "Stopped by a server restart; Resume adds the files not yet added",
+  },
 };
 
 /** What the job works on, for its names: the model, the adapter being trained, the model being written. */
 function subject(job: Job): string {
   if (job.kind === "train") return job.spec.name;
   if (job.kind === "merge" || job.kind === "export") return job.name;
+  if (job.kind === "ingest") return job.collection_name;
   return job.model_id;
 }
 

@@ -3,8 +3,8 @@
 import { type InfiniteData, infiniteQueryOptions, queryOptions, type UseMutationOptions } from '@tanstack/react-query';
 
 import { client } from '../client.gen';
-import { attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, deleteAdapter, deleteDataset, deleteExport, deleteLocalModel, detachAdapter, downloadExport, downloadModel, exportGguf, exportModelfile, exportOptions, getAdapter, getConfig, getCurrentModel, getDataset, getDownloadJob, getExport, getJob, getModelInfo, getTrainingJob, health, importHubDataset, listAdapters, listDatasets, listDownloadJobs, listExports, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
-import type { AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteExportData, DeleteExportError, DeleteExportResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadExportData, DownloadExportError, DownloadExportResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, ExportGgufData, ExportGgufError, ExportGgufResponse, ExportModelfileData, ExportModelfileError, ExportOptionsData, ExportOptionsError, ExportOptionsResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetExportData, GetExportError, GetExportResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ImportHubDatasetData, ImportHubDatasetError, ImportHubDatasetResponse, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListExportsData, ListExportsError, ListExportsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
+import { addDocuments, attachAdapter, cancelDownloadJob, cancelJob, chat, checkDownload, clearJobs, createCollection, deleteAdapter, deleteCollection, deleteDataset, deleteDocument, deleteExport, deleteLocalModel, detachAdapter, downloadExport, downloadModel, exportGguf, exportModelfile, exportOptions, getAdapter, getCollection, getConfig, getCurrentModel, getDataset, getDownloadJob, getExport, getJob, getModelInfo, getTrainingJob, health, importHubDataset, listAdapters, listCollections, listDatasets, listDocuments, listDownloadJobs, listExports, listJobs, listLocalModels, listTrainingJobs, loadModel, mergeAdapter, modelHealth, openaiChatCompletions, openaiCompletions, openaiListModels, type Options, planTraining, previewDataset, queryCollection, resumeDownloadJob, resumeJob, startTraining, unloadModel, uploadDataset, uploadModel } from '../sdk.gen';
+import type { AddDocumentsData, AddDocumentsError, AddDocumentsResponse, AttachAdapterData, AttachAdapterError, AttachAdapterResponse, CancelDownloadJobData, CancelDownloadJobError, CancelDownloadJobResponse, CancelJobData, CancelJobError, CancelJobResponse, ChatData, ChatError, ChatResponse2, CheckDownloadData, CheckDownloadError, CheckDownloadResponse, ClearJobsData, ClearJobsError, ClearJobsResponse2, CreateCollectionData, CreateCollectionError, CreateCollectionResponse, DeleteAdapterData, DeleteAdapterError, DeleteAdapterResponse2, DeleteCollectionData, DeleteCollectionError, DeleteCollectionResponse2, DeleteDatasetData, DeleteDatasetError, DeleteDatasetResponse2, DeleteDocumentData, DeleteDocumentError, DeleteDocumentResponse2, DeleteExportData, DeleteExportError, DeleteExportResponse2, DeleteLocalModelData, DeleteLocalModelError, DeleteLocalModelResponse, DetachAdapterData, DetachAdapterError, DetachAdapterResponse, DownloadExportData, DownloadExportError, DownloadExportResponse, DownloadModelData, DownloadModelError, DownloadModelResponse, ExportGgufData, ExportGgufError, ExportGgufResponse, ExportModelfileData, ExportModelfileError, ExportOptionsData, ExportOptionsError, ExportOptionsResponse, GetAdapterData, GetAdapterError, GetAdapterResponse, GetCollectionData, GetCollectionError, GetCollectionResponse, GetConfigData, GetConfigError, GetConfigResponse, GetCurrentModelData, GetCurrentModelError, GetCurrentModelResponse, GetDatasetData, GetDatasetError, GetDatasetResponse, GetDownloadJobData, GetDownloadJobError, GetDownloadJobResponse, GetExportData, GetExportError, GetExportResponse, GetJobData, GetJobError, GetJobResponse, GetModelInfoData, GetModelInfoError, GetModelInfoResponse, GetTrainingJobData, GetTrainingJobError, GetTrainingJobResponse, HealthData, HealthError, HealthResponse2, ImportHubDatasetData, ImportHubDatasetError, ImportHubDatasetResponse, ListAdaptersData, ListAdaptersError, ListAdaptersResponse, ListCollectionsData, ListCollectionsError, ListCollectionsResponse, ListDatasetsData, ListDatasetsError, ListDatasetsResponse, ListDocumentsData, ListDocumentsError, ListDocumentsResponse, ListDownloadJobsData, ListDownloadJobsError, ListDownloadJobsResponse, ListExportsData, ListExportsError, ListExportsResponse, ListJobsData, ListJobsError, ListJobsResponse, ListLocalModelsData, ListLocalModelsError, ListLocalModelsResponse, ListTrainingJobsData, ListTrainingJobsError, ListTrainingJobsResponse, LoadModelData, LoadModelError, LoadModelResponse, MergeAdapterData, MergeAdapterError, MergeAdapterResponse, ModelHealthData, ModelHealthError, ModelHealthResponse2, OpenaiChatCompletionsData, OpenaiChatCompletionsError, OpenaiChatCompletionsResponse, OpenaiCompletionsData, OpenaiCompletionsError, OpenaiCompletionsResponse, OpenaiListModelsData, OpenaiListModelsError, OpenaiListModelsResponse, PlanTrainingData, PlanTrainingError, PlanTrainingResponse, PreviewDatasetData, PreviewDatasetError, PreviewDatasetResponse, QueryCollectionData, QueryCollectionError, QueryCollectionResponse, ResumeDownloadJobData, ResumeDownloadJobError, ResumeDownloadJobResponse, ResumeJobData, ResumeJobError, ResumeJobResponse, StartTrainingData, StartTrainingError, StartTrainingResponse, UnloadModelData, UnloadModelError, UnloadModelResponse, UploadDatasetData, UploadDatasetError, UploadDatasetResponse, UploadModelData, UploadModelError, UploadModelResponse } from '../types.gen';
 
 export type QueryKey<TOptions extends Options> = [
     Pick<TOptions, 'baseUrl' | 'body' | 'headers' | 'path' | 'query'> & {
@@ -917,6 +917,157 @@ export const uploadModelMutation = (options?: Partial<Options<UploadModelData>>)
     const mutationOptions: UseMutationOptions<UploadModelResponse, UploadModelError, Options<UploadModelData>> = {
         mutationFn: async (fnOptions) => {
             const { data } = await uploadModel({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const listCollectionsQueryKey = (options?: Options<ListCollectionsData>) => createQueryKey('listCollections', options);
+
+/**
+ * List Collections
+ */
+export const listCollectionsOptions = (options?: Options<ListCollectionsData>) => queryOptions<ListCollectionsResponse, ListCollectionsError, ListCollectionsResponse, ReturnType<typeof listCollectionsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listCollections({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listCollectionsQueryKey(options)
+});
+
+/**
+ * Create Collection
+ *
+ * A new, empty collection with its embedder and chunking (tokens of the embedder's tokenizer).
+ */
+export const createCollectionMutation = (options?: Partial<Options<CreateCollectionData>>): UseMutationOptions<CreateCollectionResponse, CreateCollectionError, Options<CreateCollectionData>> => {
+    const mutationOptions: UseMutationOptions<CreateCollectionResponse, CreateCollectionError, Options<CreateCollectionData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await createCollection({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Delete Collection
+ *
+ * Remove the collection, its documents and every chunk; 409 while files are being added to it.
+ */
+export const deleteCollectionMutation = (options?: Partial<Options<DeleteCollectionData>>): UseMutationOptions<DeleteCollectionResponse2, DeleteCollectionError, Options<DeleteCollectionData>> => {
+    const mutationOptions: UseMutationOptions<DeleteCollectionResponse2, DeleteCollectionError, Options<DeleteCollectionData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await deleteCollection({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+export const getCollectionQueryKey = (options: Options<GetCollectionData>) => createQueryKey('getCollection', options);
+
+/**
+ * Get Collection
+ */
+export const getCollectionOptions = (options: Options<GetCollectionData>) => queryOptions<GetCollectionResponse, GetCollectionError, GetCollectionResponse, ReturnType<typeof getCollectionQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await getCollection({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: getCollectionQueryKey(options)
+});
+
+export const listDocumentsQueryKey = (options: Options<ListDocumentsData>) => createQueryKey('listDocuments', options);
+
+/**
+ * List Documents
+ */
+export const listDocumentsOptions = (options: Options<ListDocumentsData>) => queryOptions<ListDocumentsResponse, ListDocumentsError, ListDocumentsResponse, ReturnType<typeof listDocumentsQueryKey>>({
+    queryFn: async ({ queryKey, signal }) => {
+        const { data } = await listDocuments({
+            ...options,
+            ...queryKey[0],
+            signal,
+            throwOnError: true
+        });
+        return data;
+    },
+    queryKey: listDocumentsQueryKey(options)
+});
+
+/**
+ * Add Documents
+ *
+ * An ``ingest`` job: each file read (PDF pages, HTML without scripts or navigation, Markdown headings), chunked
+ * with the embedder's tokenizer, embedded, and added with all its chunks at once. A file that cannot be read is
+ * reported by name in ``files`` and the others are still added; the same content again adds nothing.
+ */
+export const addDocumentsMutation = (options?: Partial<Options<AddDocumentsData>>): UseMutationOptions<AddDocumentsResponse, AddDocumentsError, Options<AddDocumentsData>> => {
+    const mutationOptions: UseMutationOptions<AddDocumentsResponse, AddDocumentsError, Options<AddDocumentsData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await addDocuments({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Delete Document
+ *
+ * Remove a document and every chunk of it, at once: it is never retrieved again.
+ */
+export const deleteDocumentMutation = (options?: Partial<Options<DeleteDocumentData>>): UseMutationOptions<DeleteDocumentResponse2, DeleteDocumentError, Options<DeleteDocumentData>> => {
+    const mutationOptions: UseMutationOptions<DeleteDocumentResponse2, DeleteDocumentError, Options<DeleteDocumentData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await deleteDocument({
+                ...options,
+                ...fnOptions,
+                throwOnError: true
+            });
+            return data;
+        }
+    };
+    return mutationOptions;
+};
+
+/**
+ * Query Collection
+ *
+ * The chunks that answer ``query`` best, ranked, with their document, page and offsets.
+ */
+export const queryCollectionMutation = (options?: Partial<Options<QueryCollectionData>>): UseMutationOptions<QueryCollectionResponse, QueryCollectionError, Options<QueryCollectionData>> => {
+    const mutationOptions: UseMutationOptions<QueryCollectionResponse, QueryCollectionError, Options<QueryCollectionData>> = {
+        mutationFn: async (fnOptions) => {
+            const { data } = await queryCollection({
                 ...options,
                 ...fnOptions,
                 throwOnError: true

@@ -1,0 +1,135 @@
+"""Documents to ask about: collections, their documents, ingest jobs, and queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.schemas.job_base import JobBase, JobError
+
+SearchMode = Literal["hybrid", "vector", "keyword"]
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, examples=["Manuals"])
+    embedding_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="A sentence-transformers model: the bundled all-MiniLM-L6-v2 (default, works offline), a local "
+        "folder, or a Hub id.",
+    )
+    chunk_size: int | None = Field(
+        None, ge=16, le=8192, description="Tokens per chunk (the embedder's); at most what the embedder reads."
+    )
+    chunk_overlap: int | None = Field(None, ge=0, le=4096, description="Tokens shared by neighbouring chunks.")
+
+
+class CollectionInfo(BaseModel):
+    id: str
+    name: str
+    embedding_model: str
+    embedding_dim: int | None = Field(None, description="Known once the first document is embedded.")
+    chunk_size: int
+    chunk_overlap: int
+    documents: int
+    chunks: int
+    store: str = Field(description="The index: sqlite-vec, or numpy where SQLite cannot load extensions.")
+    created_at: datetime
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    collection_id: str
+    filename: str
+    kind: Literal["txt", "md", "html", "pdf"]
+    size_bytes: int
+    sha256: str
+    pages: int | None
+    chunks: int
+    created_at: datetime
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentInfo]
+
+
+class DeleteDocumentResponse(BaseModel):
+    document_id: str
+    chunks_removed: int
+
+
+class DeleteCollectionResponse(BaseModel):
+    collection_id: str
+    documents_removed: int
+    chunks_removed: int
+
+
+IngestFileStatus = Literal["waiting", "reading", "embedding", "added", "duplicate", "failed"]
+
+
+class IngestFile(BaseModel):
+    """One file of an ingest job: where it is (read, chunk, embed) and how it ended."""
+
+    filename: str
+    size_bytes: int
+    status: IngestFileStatus = "waiting"
+    document_id: str | None = Field(None, description="The document it became (or, a duplicate, already is).")
+    pages: int | None = None
+    chunks: int | None = None
+    error: JobError | None = Field(None, description="Why it could not be ingested (the others still are).")
+
+
+class IngestResult(BaseModel):
+    added: int
+    duplicates: int
+    failed: int
+    chunks: int
+
+
+class IngestJob(JobBase):
+    """Files read, chunked and embedded into a collection."""
+
+    kind: Literal["ingest"]
+    collection_id: str
+    collection_name: str
+    files: list[IngestFile]
+    result: IngestResult | None = None
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int | None = Field(None, ge=1, le=100, description="Chunks to return; default ORCHARD_RAG_TOP_K.")
+    mode: SearchMode = Field(
+        "hybrid", description="hybrid (vectors and BM25, fused by reciprocal rank), vector, or keyword (BM25)."
+    )
+
+
+class QueryHit(BaseModel):
+    rank: int
+    score: float = Field(description="hybrid: the fused reciprocal-rank score; vector: cosine; keyword: BM25.")
+    chunk_id: str
+    document_id: str
+    filename: str
+    text: str
+    page: int | None
+    heading: str | None
+    start: int = Field(description="Character offsets of the chunk in the document's text.")
+    end: int
+
+
+class QueryResponse(BaseModel):
+    collection_id: str
+    query: str
+    mode: SearchMode
+    hits: list[QueryHit]

