@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
-from backend.api.chat import client_gone, wait_for_result
-from backend.api.deps import ChatServiceDep, ModelServiceDep
+from backend.api.chat import client_gone, ground, wait_for_result
+from backend.api.deps import ChatServiceDep, ModelServiceDep, RagDep
 from backend.schemas.chat import (
+    Citation,
     OpenAIAssistantMessage,
     OpenAIChatChoice,
     OpenAIChatCompletion,
@@ -57,15 +58,20 @@ def list_models(service: ModelServiceDep) -> OpenAIModelList:
     response_model=OpenAIChatCompletion,
     responses={200: {"description": STREAM_DESCRIPTION, "content": {"text/event-stream": {}}}},
 )
-async def chat_completions(body: OpenAIChatRequest, service: ChatServiceDep, request: Request) -> Any:
+async def chat_completions(
+    body: OpenAIChatRequest, service: ChatServiceDep, models: ModelServiceDep, rag: RagDep, request: Request
+) -> Any:
+    """OpenAI's chat completions; with Orchard's ``collection_id`` (and ``passages``) the answer comes from the
+    collection's documents, and the response (the last chunk, when streaming) carries ``citations``."""
     params = body.sampling(body.max_completion_tokens or body.max_tokens)
-    generation = await run_in_threadpool(
-        service.start_chat, body.chat_messages(), params, asyncio.get_running_loop(), body.model
-    )
+    messages, citations = body.chat_messages(), None
+    if body.collection_id is not None:
+        messages, citations = await run_in_threadpool(ground, rag, models, body, messages, params)
+    generation = await run_in_threadpool(service.start_chat, messages, params, asyncio.get_running_loop(), body.model)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(generation, completion_id, created, "chat.completion.chunk", include_usage)
+        return _stream(generation, completion_id, created, "chat.completion.chunk", include_usage, citations=citations)
     done = await wait_for_result(generation, request)
     if done is None:
         return client_gone()
@@ -79,6 +85,7 @@ async def chat_completions(body: OpenAIChatRequest, service: ChatServiceDep, req
             )
         ],
         usage=_usage(done),
+        citations=citations,
     )
 
 
@@ -120,11 +127,17 @@ def _usage(done: DoneEvent) -> OpenAIUsage:
 
 
 def _stream(
-    generation: Generation, completion_id: str, created: int, kind: str, include_usage: bool, echo: str = ""
+    generation: Generation,
+    completion_id: str,
+    created: int,
+    kind: str,
+    include_usage: bool,
+    echo: str = "",
+    citations: list[Citation] | None = None,
 ) -> EventSourceResponse:
     chat = kind == "chat.completion.chunk"
 
-    def chunk(choice: dict[str, Any] | None, usage: OpenAIUsage | None = None) -> bytes:
+    def chunk(choice: dict[str, Any] | None, usage: OpenAIUsage | None = None, last: bool = False) -> bytes:
         body: dict[str, Any] = {
             "id": completion_id,
             "object": kind,
@@ -136,6 +149,8 @@ def _stream(
             body["system_fingerprint"] = None
         if include_usage:
             body["usage"] = usage.model_dump() if usage else None
+        if last and citations is not None:
+            body["citations"] = [c.model_dump() for c in citations]
         return format_sse_event(data_str=json.dumps(body))
 
     def piece(text: str | None, finish: str | None = None, role: bool = False) -> dict[str, Any]:
@@ -157,7 +172,7 @@ def _stream(
             if isinstance(event, TokenEvent):
                 yield chunk(piece(event.text))
             elif isinstance(event, DoneEvent):
-                yield chunk(piece(None, openai_finish(event.finish_reason)))
+                yield chunk(piece(None, openai_finish(event.finish_reason)), last=True)
                 if include_usage:
                     yield chunk(None, _usage(event))
             else:

@@ -14,6 +14,8 @@ from backend.schemas.rag import (
     DeleteCollectionResponse,
     DeleteDocumentResponse,
     DocumentList,
+    EvalRequest,
+    EvalResponse,
     IngestJob,
     QueryRequest,
     QueryResponse,
@@ -96,3 +98,10 @@ def delete_document(collection_id: CollectionId, document_id: DocumentId, rag: R
 def query_collection(collection_id: CollectionId, body: QueryRequest, rag: RagDep) -> QueryResponse:
     """The chunks that answer ``query`` best, ranked, with their document, page and offsets."""
     return rag.query(collection_id, body)
+
+
+@router.post("/collections/{collection_id}/eval", operation_id="evaluateCollection", response_model=EvalResponse)
+def evaluate_collection(collection_id: CollectionId, body: EvalRequest, rag: RagDep) -> EvalResponse:
+    """Recall@k and MRR on question -> document pairs (``pairs``, or generated from the collection's own chunks), so
+    a change of chunking, embedder or mode is measured."""
+    return rag.evaluate(collection_id, body)

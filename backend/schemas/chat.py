@@ -38,7 +38,34 @@ class SamplingParams(BaseModel):
         return stop
 
 
-class ChatRequest(SamplingParams):
+class Grounding(BaseModel):
+    """Answer from a document collection: its passages go into the prompt, with an instruction to cite them."""
+
+    collection_id: str | None = Field(
+        None, max_length=100, description="A document collection (/rag/collections) to answer from."
+    )
+    passages: int | None = Field(
+        None,
+        ge=1,
+        le=50,
+        description="Passages to retrieve (default ORCHARD_RAG_TOP_K); the whole collection is "
+        "used instead when it fits comfortably in the model's context. (top_k is the sampling setting.)",
+    )
+
+
+class Citation(BaseModel):
+    """A passage the model was given, numbered as the prompt numbered it (``[1]``...)."""
+
+    index: int
+    chunk_id: str
+    document_id: str
+    filename: str
+    page: int | None
+    heading: str | None
+    text: str
+
+
+class ChatRequest(SamplingParams, Grounding):
     """``POST /chat``: the conversation so far; the reply streams as Server-Sent Events unless ``stream`` is false."""
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
@@ -62,6 +89,9 @@ class ChatResponse(BaseModel):
     message: ChatMessage
     finish_reason: FinishReason
     usage: Usage
+    citations: list[Citation] = Field(
+        default_factory=list, description="With collection_id: the passages the model was given to cite."
+    )
 
 
 class ChatToken(BaseModel):
@@ -126,7 +156,7 @@ class _OpenAIRequest(BaseModel):
         )
 
 
-class OpenAIChatRequest(_OpenAIRequest):
+class OpenAIChatRequest(_OpenAIRequest, Grounding):
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=1000)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
 
@@ -189,6 +219,7 @@ class OpenAIChatCompletion(BaseModel):
     choices: list[OpenAIChatChoice]
     usage: OpenAIUsage
     system_fingerprint: str | None = None
+    citations: list[Citation] | None = Field(None, description="Orchard's: with collection_id, the passages given.")
 
 
 class OpenAICompletionChoice(BaseModel):

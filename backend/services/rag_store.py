@@ -101,6 +101,7 @@ class ChunkStore(Protocol):
     def keyword_search(self, collection_id: str, query: str, k: int) -> list[tuple[str, float]]: ...
     def chunks(self, ids: Sequence[str]) -> list[StoredChunk]: ...
     def count(self, collection_id: str, document_id: str | None = None) -> int: ...
+    def chunk_ids(self, collection_id: str) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -338,6 +339,12 @@ class SqliteStore:
             sql, params = sql + " AND document_id = ?", (collection_id, document_id)
         with self._lock:
             return int(self._db.execute(sql, params).fetchone()[0])
+
+    def chunk_ids(self, collection_id: str) -> list[str]:
+        """Every chunk id of the collection in the order added: document after document, each in its order."""
+        sql = "SELECT id FROM chunks WHERE collection_id = ? ORDER BY pk"  # as added: documents, then chunks
+        with self._lock:
+            return [row[0] for row in self._db.execute(sql, (collection_id,))]
 
     def close(self) -> None:
         """Close the file; the store cannot be used afterwards."""

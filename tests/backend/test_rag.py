@@ -4,8 +4,10 @@ deleted document never retrieved again, bad files reported by name, no script te
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
+from tests.factories import make_model
 
 FACTS = [  # (the planted fact, a reworded question about it): names and values are made up, so no model knows them
     ("{name} was born in the harbour town of {place}.", "In which town did {name} come into the world?"),
@@ -122,6 +125,17 @@ def test_reworded_questions_find_the_planted_facts_among_distractors(client: Tes
     assert recall["hybrid"] >= 0.9, recall
     assert first["hybrid"] >= max(first["vector"], first["keyword"]), first  # fusion beats either ranking alone
 
+    # the evaluation endpoint measures the same on the pairs it is given...
+    pairs = [{"question": q, "filename": f} for q, f in questions]
+    measured = client.post(f"/rag/collections/{collection_id}/eval", json={"pairs": pairs, "top_k": 5}).json()
+    assert measured["questions"] == 80 and measured["recall_at_k"] == recall["hybrid"]
+    assert measured["mrr"] >= first["hybrid"] and not measured["generated"]
+    # ...and on pairs it makes from the chunks
+    made = client.post(f"/rag/collections/{collection_id}/eval", json={"generate": 20, "mode": "keyword"}).json()
+    assert made["generated"] and made["questions"] == 20 and made["recall_at_k"] >= 0.9, made
+    bad = client.post(f"/rag/collections/{collection_id}/eval", json={"pairs": [{"question": "x", "filename": "no"}]})
+    assert bad.status_code == 400
+
     hit = query(client, collection_id, questions[0][0])[0]
     assert hit["rank"] == 1 and hit["filename"] == "note-00.md" and hit["heading"] == "Note 0" and hit["page"] is None
     assert hit["text"] in files[0][1].decode()
@@ -210,3 +224,54 @@ def test_collections_are_listed_validated_and_deleted_with_everything_in_them(cl
     # an upload cannot escape its folder: the name is reduced to its last part
     job = ingest(client, second, [("../../etc/evil.txt", b"A note about valves.")])
     assert job["files"][0]["filename"] == "evil.txt"
+
+
+def test_chat_answers_from_a_collection_and_carries_the_citations_it_was_given(
+    client: TestClient, tmp_path: Path
+) -> None:
+    model = make_model(tmp_path / "chatty", "llama", context_length=2048)
+    assert client.post("/model/load", json={"model_path": str(model), "wait": True}).status_code == 200
+    files, questions = corpus()
+    large, small = collection(client, name="Large"), collection(client, name="Small")
+    ingest(client, large, files)
+    ingest(client, small, files[:2])
+    body = {"max_new_tokens": 4, "temperature": 0, "stream": False}
+
+    # a collection that fits the context comfortably goes in whole, in document order
+    question = questions[0][0]
+    whole = client.post(
+        "/chat", json={**body, "messages": [{"role": "user", "content": question}], "collection_id": small}
+    )
+    assert whole.status_code == 200, whole.text
+    cited = whole.json()["citations"]
+    assert [c["filename"] for c in cited] == ["note-00.md", "note-01.md"] and [c["index"] for c in cited] == [1, 2]
+    plain = client.post("/chat", json={**body, "messages": [{"role": "user", "content": question}]}).json()
+    assert plain["citations"] == [] and whole.json()["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
+
+    # a large one gives the passages retrieved for the last question, streamed with the done event
+    messages = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hello! Ask me about the notes."},
+        {"role": "user", "content": questions[5][0]},
+    ]
+    with client.stream("POST", "/chat", json={**body, "stream": True, "messages": messages, "collection_id": large,
+                                              "passages": 3}) as response:  # fmt: skip
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    done = json.loads(lines[-1].removeprefix("data: "))
+    assert len(done["citations"]) == 3 and done["citations"][0]["filename"] == questions[5][1], done["citations"]
+    assert done["citations"][0]["text"] in dict(files)[questions[5][1]].decode()
+
+    # /v1 says the same, and in its last chunk when streaming
+    v1 = {"model": "chatty", "messages": messages, "max_tokens": 4, "temperature": 0, "collection_id": large,
+          "passages": 2}  # fmt: skip
+    completion = client.post("/v1/chat/completions", json=v1).json()
+    assert [c["filename"] for c in completion["citations"]][:1] == [questions[5][1]]
+    with client.stream("POST", "/v1/chat/completions", json={**v1, "stream": True}) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert [c for c in chunks if "citations" in c][-1]["citations"] == completion["citations"]
+
+    # nothing relevant: no passages, and the prompt says so
+    unrelated = [{"role": "user", "content": "What is the boiling point of liquid nitrogen in kelvin?"}]
+    nothing = client.post("/chat", json={**body, "messages": unrelated, "collection_id": large}).json()
+    assert nothing["citations"] == []
+    assert client.post("/chat", json={**body, "messages": unrelated, "collection_id": "nope"}).status_code == 404

@@ -268,6 +268,12 @@ export type ChatMessage = {
  */
 export type ChatRequest = {
     /**
+     * Collection Id
+     *
+     * A document collection (/rag/collections) to answer from.
+     */
+    collection_id?: string | null;
+    /**
      * Max New Tokens
      *
      * Default: ORCHARD_CHAT_MAX_NEW_TOKENS.
@@ -277,6 +283,12 @@ export type ChatRequest = {
      * Messages
      */
     messages: Array<ChatMessage>;
+    /**
+     * Passages
+     *
+     * Passages to retrieve (default ORCHARD_RAG_TOP_K); the whole collection is used instead when it fits comfortably in the model's context. (top_k is the sampling setting.)
+     */
+    passages?: number | null;
     /**
      * Repetition Penalty
      *
@@ -322,6 +334,12 @@ export type ChatRequest = {
  */
 export type ChatResponse = {
     /**
+     * Citations
+     *
+     * With collection_id: the passages the model was given to cite.
+     */
+    citations?: Array<Citation>;
+    /**
      * Finish Reason
      */
     finish_reason: 'stop' | 'length' | 'cancelled';
@@ -331,6 +349,42 @@ export type ChatResponse = {
      */
     model: string;
     usage: Usage;
+};
+
+/**
+ * Citation
+ *
+ * A passage the model was given, numbered as the prompt numbered it (``[1]``...).
+ */
+export type Citation = {
+    /**
+     * Chunk Id
+     */
+    chunk_id: string;
+    /**
+     * Document Id
+     */
+    document_id: string;
+    /**
+     * Filename
+     */
+    filename: string;
+    /**
+     * Heading
+     */
+    heading: string | null;
+    /**
+     * Index
+     */
+    index: number;
+    /**
+     * Page
+     */
+    page: number | null;
+    /**
+     * Text
+     */
+    text: string;
 };
 
 /**
@@ -1202,6 +1256,122 @@ export type ErrorDetail = {
  */
 export type ErrorResponse = {
     error: ErrorDetail;
+};
+
+/**
+ * EvalPair
+ */
+export type EvalPair = {
+    /**
+     * Document Id
+     *
+     * The document that answers it...
+     */
+    document_id?: string | null;
+    /**
+     * Filename
+     *
+     * ...or its file name.
+     */
+    filename?: string | null;
+    /**
+     * Question
+     */
+    question: string;
+};
+
+/**
+ * EvalQuestion
+ */
+export type EvalQuestion = {
+    /**
+     * Document Id
+     */
+    document_id: string;
+    /**
+     * Question
+     */
+    question: string;
+    /**
+     * Rank
+     *
+     * Where the expected document's first chunk came (1-based), or None.
+     */
+    rank: number | null;
+};
+
+/**
+ * EvalRequest
+ */
+export type EvalRequest = {
+    /**
+     * Generate
+     *
+     * Without pairs: this many, each a chunk's longest sentence with a third of its words left out, expecting that chunk's document.
+     */
+    generate?: number;
+    /**
+     * Mode
+     */
+    mode?: 'hybrid' | 'vector' | 'keyword';
+    /**
+     * Pairs
+     *
+     * Questions with the document that answers each; default: generated.
+     */
+    pairs?: Array<EvalPair> | null;
+    /**
+     * Seed
+     *
+     * For the generated pairs.
+     */
+    seed?: number;
+    /**
+     * Top K
+     */
+    top_k?: number;
+};
+
+/**
+ * EvalResponse
+ */
+export type EvalResponse = {
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Generated
+     */
+    generated: boolean;
+    /**
+     * Mode
+     */
+    mode: 'hybrid' | 'vector' | 'keyword';
+    /**
+     * Mrr
+     *
+     * Mean reciprocal rank of the expected document (0 when not in the top k).
+     */
+    mrr: number;
+    /**
+     * Questions
+     */
+    questions: number;
+    /**
+     * Recall At K
+     *
+     * Share of questions whose document is in the top k.
+     */
+    recall_at_k: number;
+    /**
+     * Results
+     */
+    results: Array<EvalQuestion>;
+    /**
+     * Top K
+     */
+    top_k: number;
 };
 
 /**
@@ -2620,6 +2790,12 @@ export type OpenAiChatCompletion = {
      */
     choices: Array<OpenAiChatChoice>;
     /**
+     * Citations
+     *
+     * Orchard's: with collection_id, the passages given.
+     */
+    citations?: Array<Citation> | null;
+    /**
      * Created
      */
     created: number;
@@ -2647,6 +2823,12 @@ export type OpenAiChatCompletion = {
  */
 export type OpenAiChatRequest = {
     /**
+     * Collection Id
+     *
+     * A document collection (/rag/collections) to answer from.
+     */
+    collection_id?: string | null;
+    /**
      * Max Completion Tokens
      */
     max_completion_tokens?: number | null;
@@ -2668,6 +2850,12 @@ export type OpenAiChatRequest = {
      * Only one choice per request.
      */
     n?: number;
+    /**
+     * Passages
+     *
+     * Passages to retrieve (default ORCHARD_RAG_TOP_K); the whole collection is used instead when it fits comfortably in the model's context. (top_k is the sampling setting.)
+     */
+    passages?: number | null;
     /**
      * Repetition Penalty
      */
@@ -5518,6 +5706,38 @@ export type DeleteDocumentResponses = {
 };
 
 export type DeleteDocumentResponse2 = DeleteDocumentResponses[keyof DeleteDocumentResponses];
+
+export type EvaluateCollectionData = {
+    body: EvalRequest;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}/eval';
+};
+
+export type EvaluateCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type EvaluateCollectionError = EvaluateCollectionErrors[keyof EvaluateCollectionErrors];
+
+export type EvaluateCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    200: EvalResponse;
+};
+
+export type EvaluateCollectionResponse = EvaluateCollectionResponses[keyof EvaluateCollectionResponses];
 
 export type QueryCollectionData = {
     body: QueryRequest;
