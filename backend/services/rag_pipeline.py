@@ -478,6 +478,18 @@ def _document(row: sqlite3.Row) -> DocumentInfo:
 # ---------------------------------------------------------------------------------------------- ingest jobs
 
 
+FINISHED_FILE = ("added", "duplicate", "failed")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A file read and chunked, waiting for its chunks to be embedded."""
+
+    index: int
+    info: DocumentInfo
+    chunks: list[StoredChunk]
+
+
 def safe_name(filename: str) -> str:
     """The file's own name, no folders: what is staged and shown (an upload cannot escape its folder)."""
     name = Path(filename.replace("\\", "/")).name.strip()
@@ -552,13 +564,22 @@ class IngestKind(JobKind[IngestJob]):
         embedder = get_embedder(collection.embedding_model)
         size = min(collection.chunk_size, embedder.max_tokens)
         overlap = min(collection.chunk_overlap, size - 1)
+        # Files are read and chunked one by one, and embedded together once their chunks fill a batch: a batch of
+        # a few chunks per file would run the embedder far below its speed.
+        pending: list[_Pending] = []
         for index, file in enumerate(run.job.files):
-            if file.status in ("added", "duplicate", "failed"):
+            if file.status in FINISHED_FILE:
                 continue  # done before a resume
             run.check_cancelled()
-            self._file(run, index, collection, embedder, size, overlap)
-            done, total = index + 1, len(run.job.files)
-            run.update(progress=run.job.progress.model_copy(update={"completed": done, "percent": 100 * done / total}))
+            prepared = self._prepare(run, index, collection, embedder, size, overlap, pending)
+            if prepared is not None:
+                pending.append(prepared)
+            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
+                self._embed(run, collection, embedder, pending)
+                pending = []
+            self._progress(run)
+        self._embed(run, collection, embedder, pending)
+        self._progress(run)
         shutil.rmtree(self.staging(run.job.id), ignore_errors=True)
         files = run.job.files
         result = IngestResult(
@@ -574,17 +595,31 @@ class IngestKind(JobKind[IngestJob]):
         files[index] = files[index].model_copy(update=changes)
         run.update(files=files)
 
-    def _file(
-        self, run: JobRun[IngestJob], index: int, collection: Collection, embedder: Embedder, size: int, overlap: int
-    ) -> None:
+    def _progress(self, run: JobRun[IngestJob]) -> None:
+        done, total = sum(f.status in FINISHED_FILE for f in run.job.files), len(run.job.files)
+        run.update(progress=run.job.progress.model_copy(update={"completed": done, "percent": 100 * done / total}))
+
+    def _prepare(
+        self,
+        run: JobRun[IngestJob],
+        index: int,
+        collection: Collection,
+        embedder: Embedder,
+        size: int,
+        overlap: int,
+        pending: list[_Pending],
+    ) -> _Pending | None:
+        """Read and chunk one file; None when it ends here (a duplicate, or a file that cannot be read)."""
         file = run.job.files[index]
         self._set(run, index, status="reading")
         data = (self.staging(run.job.id) / file.filename).read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        existing = self.rag.find_duplicate(collection.id, digest)
+        existing = self.rag.find_duplicate(collection.id, digest) or next(
+            (p.info.id for p in pending if p.info.sha256 == digest), None
+        )
         if existing is not None:
             self._set(run, index, status="duplicate", document_id=existing)
-            return
+            return None
         try:
             document = parse(file.filename, data)
             pieces = chunk(document, embedder.count_tokens, size, overlap)
@@ -592,13 +627,8 @@ class IngestKind(JobKind[IngestJob]):
                 raise DocumentError(f"'{file.filename}' has no text to index.")
         except DocumentError as exc:
             self._set(run, index, status="failed", error=JobError(code="invalid_document", message=str(exc)))
-            return
-        self._set(run, index, status="embedding", pages=document.pages)
-        texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in pieces]
-        batches = []
-        for at in range(0, len(texts), EMBED_BATCH):
-            run.check_cancelled()  # nothing is added until the whole file is embedded
-            batches.append(embedder.encode(texts[at : at + EMBED_BATCH]))
+            return None
+        self._set(run, index, pages=document.pages)
         document_id = uuid.uuid4().hex[:12]
         stored = [
             StoredChunk(
@@ -626,8 +656,28 @@ class IngestKind(JobKind[IngestJob]):
             chunks=len(stored),
             created_at=datetime.now(UTC),
         )
-        self.rag.add_document(collection, info, stored, np.concatenate(batches))
-        self._set(run, index, status="added", document_id=document_id, chunks=len(stored))
+        return _Pending(index=index, info=info, chunks=stored)
+
+    def _embed(
+        self, run: JobRun[IngestJob], collection: Collection, embedder: Embedder, pending: list[_Pending]
+    ) -> None:
+        """Embed the pending files' chunks together, then add each document with all its chunks at once."""
+        if not pending:
+            return
+        for p in pending:
+            self._set(run, p.index, status="embedding")
+        # The heading is embedded with the text: it is context a reader has, and the chunk alone may lack.
+        texts = [f"{c.heading}\n{c.text}" if c.heading else c.text for p in pending for c in p.chunks]
+        batches = []
+        for at in range(0, len(texts), EMBED_BATCH * 4):
+            run.check_cancelled()  # nothing of these files is added until all of them are embedded
+            batches.append(embedder.encode(texts[at : at + EMBED_BATCH * 4]))
+        vectors = np.concatenate(batches)
+        at = 0
+        for p in pending:
+            self.rag.add_document(collection, p.info, p.chunks, vectors[at : at + len(p.chunks)])
+            at += len(p.chunks)
+            self._set(run, p.index, status="added", document_id=p.info.id, chunks=len(p.chunks))
 
     def forget(self, job: IngestJob) -> None:
         shutil.rmtree(self.staging(job.id), ignore_errors=True)
