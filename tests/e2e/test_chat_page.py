@@ -137,3 +137,32 @@ def test_chat_without_a_model_says_so_and_links_to_the_models_page(page: Page, o
     main.get_by_role("link", name="Load a model on the Models page").click()
     expect(page).to_have_url(f"{orchard.url}/models")
     expect(main.get_by_role("heading", name="Models", level=1)).to_be_visible()
+
+
+def test_a_reply_from_a_document_collection_shows_its_sources(page: Page, orchard: Orchard, long_llama: Path) -> None:
+    load(orchard, str(long_llama))
+    created = orchard.post("/rag/collections", json={"name": "Manuals"}).json()
+    note = b"# Priming\n\nOpen the bleed valve of the Zorblat-7 pump and wait for water.\n"
+    added = orchard.post(
+        f"/rag/collections/{created['id']}/documents?wait=true", files=[("files", ("pump.md", note))], timeout=120
+    )
+    assert added.status_code == 200 and added.json()["result"]["added"] == 1, added.text
+    main = page.get_by_role("main")
+    page.goto("/chat")
+    picker = main.get_by_label("Answer from documents", exact=True)
+    expect(picker.locator("option", has_text="Manuals (1 document)")).to_have_count(1)
+    picker.select_option(label="Manuals (1 document)")
+    set_param(page, "Temperature", "0")
+    set_param(page, "Max new tokens", "8")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/chat")) as sent:
+        send(page, "How do I prime the Zorblat-7 pump?")
+    assert sent.value.post_data_json["collection_id"] == created["id"]
+    sources = main.get_by_role("region", name="Sources")
+    expect(sources).to_be_visible(timeout=60_000)
+    item = sources.get_by_text("[1] pump.md · Priming", exact=True)
+    expect(item).to_be_visible()
+    item.click()
+    expect(sources.get_by_text("Open the bleed valve of the Zorblat-7 pump", exact=False)).to_be_visible()
+    page.reload()  # the sources are kept with the conversation
+    expect(main.get_by_role("region", name="Sources")).to_be_visible()
+    expect(main.get_by_label("Answer from documents", exact=True)).to_have_value(created["id"])

@@ -1,7 +1,7 @@
 // Conversations, kept in the browser (localStorage) so they survive reloads: a list to pick from, each with its own
 // system prompt and sampling parameters, and every reply with the model, parameters and usage that made it.
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import type { ChatMessage, Usage } from "../api/queries";
+import type { ChatMessage, Citation, Usage } from "../api/queries";
 
 export const STORAGE_KEY = "orchard.chat.v1";
 export const UNTITLED = "New chat";
@@ -17,6 +17,8 @@ export type ChatSettings = {
   /** One per line; `\n` and `\t` stand for a newline and a tab. */
   stop: string;
   seed: string;
+  /** A document collection the replies answer from ("" = none). */
+  collectionId: string;
 };
 
 export const DEFAULT_SETTINGS: ChatSettings = {
@@ -28,6 +30,7 @@ export const DEFAULT_SETTINGS: ChatSettings = {
   repetition_penalty: "1.0",
   stop: "",
   seed: "",
+  collectionId: "",
 };
 
 /** What `POST /chat` takes besides the messages; every key present, so an export says exactly what was used. */
@@ -55,6 +58,8 @@ export type StoredMessage = {
   model?: string;
   params?: Sampling;
   error?: { code: string; message: string };
+  /** The passages of a document collection the reply was given to cite, numbered as in the prompt. */
+  citations?: Citation[];
 };
 
 export type Conversation = {

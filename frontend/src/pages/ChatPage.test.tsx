@@ -82,6 +82,55 @@ beforeEach(() => {
 });
 
 describe("ChatPage", () => {
+  it("answers from a chosen document collection and shows the cited passages", async () => {
+    const { api, streams, requests } = chatApi();
+    api.route("GET /rag/collections", {
+      collections: [
+        {
+          id: "c1",
+          name: "Manuals",
+          embedding_model: "all-MiniLM-L6-v2",
+          embedding_dim: 384,
+          chunk_size: 256,
+          chunk_overlap: 32,
+          documents: 2,
+          chunks: 9,
+          store: "sqlite-vec",
+          created_at: "2026-12-02T10:00:00Z",
+        },
+      ],
+    });
+    const { user } = renderWithProviders(<ChatPage />);
+    const picker = await screen.findByLabelText("Answer from documents");
+    await waitFor(() => expect(within(picker).getByRole("option", { name: "Manuals (2 documents)" })).toBeInTheDocument());
+    await user.selectOptions(picker, "c1");
+    await user.type(screen.getByLabelText("Message"), "How do I prime the pump?");
+    await user.click(screen.getByRole("button", { name: "Send" }));
+
+    await waitFor(() => expect(streams).toHaveLength(1));
+    expect(await requests[0].json()).toMatchObject({ collection_id: "c1" });
+    const citation = {
+      index: 1,
+      chunk_id: "k1",
+      document_id: "d1",
+      filename: "pump.pdf",
+      page: 3,
+      heading: "Priming",
+      text: "Open the bleed valve and wait for water.",
+    };
+    act(() => {
+      streams[0].send("done", done("Open the bleed valve [1].", { citations: [citation] }));
+      streams[0].close();
+    });
+    const sources = await screen.findByRole("region", { name: "Sources" });
+    const item = within(sources).getByText("[1] pump.pdf, p. 3 · Priming");
+    expect(within(sources).getByText(citation.text)).not.toBeVisible();
+    await user.click(item);
+    expect(within(sources).getByText(citation.text)).toBeVisible();
+    // the choice stays with the conversation
+    expect(JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "{}").conversations[0].settings.collectionId).toBe("c1");
+  });
+
   it("streams a reply token by token, then shows its speed", async () => {
     const { streams, requests } = chatApi();
     const { user } = renderWithProviders(<ChatPage />);

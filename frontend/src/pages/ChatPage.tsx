@@ -119,7 +119,8 @@ export function ChatPage() {
     setBusyId(id);
     focusInput();
 
-    const outcome = await run({ ...parsed.params, messages }, (token) =>
+    const collectionId = conversation.settings.collectionId || undefined;
+    const outcome = await run({ ...parsed.params, messages, ...(collectionId ? { collection_id: collectionId } : {}) }, (token) =>
       store.updateMessage(id, reply.id, (m) => ({ ...m, content: m.content + token })),
     );
     setBusyId(null);
@@ -132,6 +133,7 @@ export function ChatPage() {
         finishReason: response.finish_reason,
         usage: response.usage,
         model: response.model,
+        citations: response.citations?.length ? response.citations : undefined,
       }));
     } else if (outcome.kind === "stopped") {
       store.updateMessage(id, reply.id, (m) => ({ ...m, status: "stopped" }));

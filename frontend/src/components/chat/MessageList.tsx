@@ -29,6 +29,30 @@ export function ReplyStats({ message }: { message: StoredMessage }) {
   );
 }
 
+/** The passages a reply was given, numbered as it cites them: each opens to the passage itself. */
+function Sources({ message }: { message: StoredMessage }) {
+  if (!message.citations?.length) return null;
+  return (
+    <section aria-label="Sources" className="space-y-1 rounded-lg border border-zinc-200 p-2 text-xs dark:border-zinc-800">
+      <p className="font-medium text-zinc-600 dark:text-zinc-400">Sources</p>
+      <ol className="space-y-1">
+        {message.citations.map((c) => (
+          <li key={c.chunk_id}>
+            <details>
+              <summary className="cursor-pointer text-zinc-700 dark:text-zinc-300">
+                [{c.index}] {c.filename}
+                {c.page ? `, p. ${c.page}` : ""}
+                {c.heading ? ` · ${c.heading}` : ""}
+              </summary>
+              <p className="mt-1 border-l-2 border-brand-600 pl-2 whitespace-pre-wrap text-zinc-600 dark:text-zinc-400">{c.text}</p>
+            </details>
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
 function Ending({ message }: { message: StoredMessage }) {
   if (message.status === "stopped" || message.finishReason === "cancelled") return <Badge tone="warn">Stopped</Badge>;
   if (message.status === "error") return <Badge tone="bad">Failed</Badge>;
@@ -67,10 +91,13 @@ const MessageItem = memo(function MessageItem({ message }: { message: StoredMess
             {message.content ? "Generating…" : "Thinking…"}
           </p>
         ) : (
-          <div className="flex flex-wrap items-center gap-2">
-            <Ending message={message} />
-            <ReplyStats message={message} />
-          </div>
+          <>
+            <Sources message={message} />
+            <div className="flex flex-wrap items-center gap-2">
+              <Ending message={message} />
+              <ReplyStats message={message} />
+            </div>
+          </>
         )}
       </div>
     </article>

@@ -1,8 +1,11 @@
 // The conversation's system prompt and sampling parameters. On a phone the panel folds away behind a toggle;
 // from the lg breakpoint up it is always open beside the conversation.
+import { useQuery } from "@tanstack/react-query";
 import { type ReactNode, type TextareaHTMLAttributes, useId, useState } from "react";
+import { Link } from "react-router";
+import { listCollectionsOptions } from "../../api/queries";
 import { type ChatSettings, DEFAULT_SETTINGS, type SettingsErrors } from "../../hooks/useChatStore";
-import { PanelToggle } from "../ui";
+import { PanelToggle, SelectField } from "../ui";
 
 export function TextAreaField({
   label,
@@ -84,10 +87,43 @@ function NumberRow({
   );
 }
 
+/** Which document collection the replies answer from, with a way to make one when there is none. */
+function DocumentsField({ value, onChange }: { value: string; onChange: (value: string) => void }) {
+  const collections = useQuery(listCollectionsOptions());
+  const list = collections.data?.collections ?? [];
+  const known = !value || list.some((c) => c.id === value);
+  return (
+    <SelectField
+      label="Answer from documents"
+      value={value}
+      onChange={(event) => onChange(event.target.value)}
+      options={[
+        ["", "None"],
+        ...list.map((c): [string, string] => [c.id, `${c.name} (${c.documents} ${c.documents === 1 ? "document" : "documents"})`]),
+        ...(known ? [] : ([[value, "A deleted collection", true]] as Array<[string, string, boolean]>)),
+      ]}
+      hint={
+        list.length === 0 ? (
+          <>
+            Add documents on the{" "}
+            <Link to="/documents" className="text-brand-700 underline dark:text-brand-500">
+              Documents page
+            </Link>{" "}
+            to ask about them here.
+          </>
+        ) : (
+          "Replies use the collection's passages and cite them."
+        )
+      }
+    />
+  );
+}
+
 function summary(settings: ChatSettings): string {
   const parts = [`temperature ${settings.temperature || "—"}`, `max ${settings.max_new_tokens || "default"} tokens`];
   if (settings.seed) parts.push(`seed ${settings.seed}`);
   if (settings.systemPrompt.trim()) parts.push("system prompt");
+  if (settings.collectionId) parts.push("with documents");
   return parts.join(" · ");
 }
 
@@ -104,7 +140,9 @@ export function ParameterPanel({
   const titleId = useId();
   const bodyId = useId();
   const invalid = Object.keys(errors).length > 0;
-  const changed = (Object.keys(DEFAULT_SETTINGS) as Array<keyof ChatSettings>).some((k) => k !== "systemPrompt" && settings[k] !== DEFAULT_SETTINGS[k]);
+  // Reset is for the sampling parameters: the system prompt and the documents stay as chosen.
+  const kept = (k: keyof ChatSettings) => k === "systemPrompt" || k === "collectionId";
+  const changed = (Object.keys(DEFAULT_SETTINGS) as Array<keyof ChatSettings>).some((k) => !kept(k) && settings[k] !== DEFAULT_SETTINGS[k]);
 
   return (
     <section
@@ -119,7 +157,7 @@ export function ParameterPanel({
           {changed && (
             <button
               type="button"
-              onClick={() => onChange({ ...DEFAULT_SETTINGS, systemPrompt: settings.systemPrompt })}
+              onClick={() => onChange({ ...DEFAULT_SETTINGS, systemPrompt: settings.systemPrompt, collectionId: settings.collectionId })}
               className={`${open ? "" : "hidden"} rounded-md px-2 py-1 text-xs font-medium text-zinc-600 hover:bg-zinc-100 lg:inline-block dark:text-zinc-400 dark:hover:bg-zinc-800`}
             >
               Reset
@@ -134,6 +172,7 @@ export function ParameterPanel({
         </p>
       )}
       <div id={bodyId} className={`${open ? "block" : "hidden"} mt-4 space-y-4 lg:block`}>
+        <DocumentsField value={settings.collectionId} onChange={(collectionId) => onChange({ collectionId })} />
         <TextAreaField
           label="System prompt"
           rows={3}
