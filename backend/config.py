@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         256, ge=16, description="Tokens per document chunk (the embedder's), at most what the embedder reads."
     )
     rag_chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
-    rag_top_k: int = Field(4, ge=1, description="Chunks retrieved per question.")
+    rag_top_k: int = Field(5, ge=1, description="Chunks retrieved per question.")
     rag_max_file_mb: float = Field(100.0, gt=0, description="Largest document accepted for a collection, in MB.")
 
     @model_validator(mode="after")

@@ -14,14 +14,17 @@ const apiPaths = [
   "/datasets",
   "/training",
   "/adapters",
+  "/export",
+  "/exports",
+  "/rag",
   "/health",
   "/config",
   "/docs",
   "/openapi.json",
 ];
-// Some app pages share their path (or its start) with the API: /chat, /datasets, /training, /models. A browser
+// Some app pages share their path (or its start) with the API: /chat, /datasets, /training, /models, /export. A browser
 // navigating to one gets the app from Vite; the app's own requests (fetch, EventSource) go to the backend.
-const appPages = new Set(["/chat", "/datasets", "/training", "/models"]);
+const appPages = new Set(["/chat", "/datasets", "/training", "/models", "/export"]);
 const bypass = (req: { url?: string; headers: Record<string, string | string[] | undefined> }) => {
   const page = (req.url ?? "").split(/[?#]/)[0];
   return req.headers["sec-fetch-mode"] === "navigate" && appPages.has(page) ? "/index.html" : undefined;

@@ -13,6 +13,7 @@ import { SystemPage } from "./pages/SystemPage";
 // keeping the first page small (and so does the datasets page, which few visits need).
 const ChatPage = lazy(() => import("./pages/ChatPage").then((module) => ({ default: module.ChatPage })));
 const DatasetsPage = lazy(() => import("./pages/DatasetsPage").then((module) => ({ default: module.DatasetsPage })));
+const DocumentsPage = lazy(() => import("./pages/DocumentsPage").then((module) => ({ default: module.DocumentsPage })));
 const ExportPage = lazy(() => import("./pages/ExportPage").then((module) => ({ default: module.ExportPage })));
 const TrainingPage = lazy(() => import("./pages/TrainingPage").then((module) => ({ default: module.TrainingPage })));
 
@@ -20,6 +21,7 @@ const NAV = [
   { to: "/chat", label: "Chat" },
   { to: "/models", label: "Models" },
   { to: "/datasets", label: "Datasets" },
+  { to: "/documents", label: "Documents" },
   { to: "/training", label: "Training" },
   { to: "/export", label: "Export" },
   { to: "/current", label: "Current model" },
@@ -101,6 +103,7 @@ export function App() {
           <Route path="/chat" element={<Suspense fallback={<Loading />}><ChatPage /></Suspense>} />
           <Route path="/models" element={<ModelsPage />} />
           <Route path="/datasets" element={<Suspense fallback={<Loading />}><DatasetsPage /></Suspense>} />
+          <Route path="/documents" element={<Suspense fallback={<Loading />}><DocumentsPage /></Suspense>} />
           <Route path="/training" element={<Suspense fallback={<Loading />}><TrainingPage /></Suspense>} />
           <Route path="/export" element={<Suspense fallback={<Loading />}><ExportPage /></Suspense>} />
           <Route path="/current" element={<CurrentModelPage />} />
