@@ -72,7 +72,6 @@ MIN_SIMILARITY = 0.25
 MIN_BM25 = 2.0
 WHOLE_MAX_CHUNKS = 200  # a collection of more chunks is never put into a prompt whole
 PASSAGE_OVERHEAD_TOKENS = 12  # each passage's number and source line
-ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 # ---------------------------------------------------------------------------------------------- the embedder
