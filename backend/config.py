@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     rag_chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     rag_top_k: int = Field(5, ge=1, description="Chunks retrieved per question.")
     rag_max_file_mb: float = Field(100.0, gt=0, description="Largest document accepted for a collection, in MB.")
+    rag_database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL with pgvector for the RAG index (postgresql://user:password@host:5432/db, "
+        "?sslmode=require to encrypt); new collections are indexed there. Empty: the SQLite file in the data "
+        "folder. Never returned or logged.",
+    )
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
@@ -213,7 +219,7 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Every setting, JSON-ready, with secrets redacted (what ``GET /config`` returns)."""
         data = self.model_dump(mode="json")
-        for secret in ("hf_token", "api_key"):
+        for secret in ("hf_token", "api_key", "rag_database_url"):
             data[secret] = "**********" if getattr(self, secret) else None
         return data
 

@@ -149,6 +149,12 @@ class CollectionBusyError(StudioError):
     status_code, code = 409, "collection_busy"
 
 
+class RagStoreUnavailableError(StudioError):
+    """A collection's index is in PostgreSQL and that server cannot be used now (not configured, unreachable)."""
+
+    status_code, code = 503, "rag_store_unavailable"
+
+
 class EngineUnavailableError(StudioError):
     """An optional engine (llama.cpp) is asked for but not installed here; the message says how to add it."""
 

@@ -18,6 +18,7 @@ from huggingface_hub import constants as hf_constants
 from backend.config import Settings, get_settings
 from backend.main import create_app
 from backend.services.model_service import process_cache, release_memory
+from tests import postgres
 from tests.factories import make_model
 from tests.hub_server import HubServer
 
@@ -91,3 +92,20 @@ def hub(settings: Settings, model_store: Path) -> Iterator[HubServer]:
         server.add_repo("orchard-test/pickle-llama", model_store / "tiny-llama-pickle")
         settings.hf_endpoint = server.endpoint
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.Server]:
+    """A real PostgreSQL started for this test session (tests/postgres.py); skipped where none can run, unless
+    ORCHARD_POSTGRES=1 (CI), where that is an error."""
+    why = postgres.unavailable()
+    if why and not postgres.REQUIRED:
+        pytest.skip(f"no PostgreSQL here: {why}")
+    with postgres.server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres_server: postgres.Server) -> str:
+    """The URL of a fresh database with pgvector in it, on the session's server."""
+    return postgres_server.database()

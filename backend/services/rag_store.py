@@ -90,10 +90,12 @@ class StoredChunk:
 
 
 class ChunkStore(Protocol):
-    """What RAG needs from a chunk index, whatever keeps it (SQLite here, pgvector later)."""
+    """What RAG needs from a chunk index, whatever keeps it: :class:`SqliteStore`, or
+    :class:`~backend.services.rag_pgvector.PgvectorStore`."""
 
     backend: str
 
+    def dimension(self, collection_id: str) -> int | None: ...
     def add(self, chunks: Sequence[StoredChunk], vectors: np.ndarray) -> None: ...
     def delete_document(self, collection_id: str, document_id: str) -> int: ...
     def delete_collection(self, collection_id: str) -> int: ...
@@ -103,6 +105,17 @@ class ChunkStore(Protocol):
     def count(self, collection_id: str, document_id: str | None = None) -> int: ...
     def chunk_ids(self, collection_id: str) -> list[str]: ...
     def close(self) -> None: ...
+
+
+def checked_vectors(chunks: Sequence[StoredChunk], vectors: np.ndarray) -> Matrix:
+    """``vectors`` as a C-contiguous float32 [len(chunks), dim] matrix; ValueError for another shape or non-finite
+    values."""
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(chunks) or matrix.shape[1] == 0:
+        raise ValueError(f"vectors of shape {matrix.shape} for {len(chunks)} chunks")
+    if not np.isfinite(matrix).all():
+        raise ValueError("vectors hold NaN or infinity")
+    return matrix
 
 
 def vec_column(dim: int) -> str:
@@ -203,6 +216,12 @@ class SqliteStore:
         row = self._db.execute("SELECT n, dim FROM collections WHERE collection_id = ?", (collection_id,)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def dimension(self, collection_id: str) -> int | None:
+        """The collection's vector dimension; None before its first add."""
+        with self._lock:
+            known = self._collection(collection_id)
+        return known[1] if known else None
+
     def add(self, chunks: Sequence[StoredChunk], vectors: np.ndarray) -> None:
         """Index ``chunks`` with their L2-normalised ``vectors`` (float32 [len(chunks), dim]) in one transaction.
 
@@ -212,11 +231,7 @@ class SqliteStore:
         """
         if not chunks:
             return
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != len(chunks) or matrix.shape[1] == 0:
-            raise ValueError(f"vectors of shape {matrix.shape} for {len(chunks)} chunks")
-        if not np.isfinite(matrix).all():
-            raise ValueError("vectors hold NaN or infinity")
+        matrix = checked_vectors(chunks, vectors)
         dim = matrix.shape[1]
         with self._write() as db:
             first = db.execute("SELECT coalesce(max(pk), 0) + 1 FROM chunks").fetchone()[0]

@@ -1,6 +1,7 @@
 """Collections, ingest jobs and retrieval through the API, with the real bundled embedder (all-MiniLM-L6-v2) and the
-real SQLite index: planted facts among many distractors found by reworded questions, re-ingest adding nothing, a
-deleted document never retrieved again, bad files reported by name, no script text from HTML."""
+real indexes (the SQLite file; PostgreSQL with pgvector on a server the tests start): planted facts among many
+distractors found by reworded questions, re-ingest adding nothing, a deleted document never retrieved again, bad files
+reported by name, no script text from HTML."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from backend.config import Settings
 from backend.main import create_app
@@ -80,10 +82,16 @@ def corpus(n: int = 80, seed: int = 7) -> tuple[list[tuple[str, bytes]], list[tu
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """The app; on the PostgreSQL store when a test is parametrized with "pgvector" (new collections go there)."""
     settings.rag_top_k = 5
+    if getattr(request, "param", "sqlite") == "pgvector":
+        settings.rag_database_url = SecretStr(request.getfixturevalue("pg_database"))
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+both_stores = pytest.mark.parametrize("client", ["sqlite", "pgvector"], indirect=True)
 
 
 def collection(client: TestClient, **body: Any) -> str:
@@ -109,6 +117,7 @@ def query(client: TestClient, collection_id: str, text: str, mode: str = "hybrid
     return hits
 
 
+@both_stores
 def test_reworded_questions_find_the_planted_facts_among_distractors(client: TestClient) -> None:
     files, questions = corpus()
     collection_id = collection(client)
@@ -149,6 +158,7 @@ def test_reworded_questions_find_the_planted_facts_among_distractors(client: Tes
     assert info["documents"] == 80 and info["chunks"] == job["result"]["chunks"] and info["embedding_dim"] == 384
 
 
+@both_stores
 def test_the_same_content_again_adds_nothing_and_a_deleted_document_is_never_retrieved(client: TestClient) -> None:
     files, _ = corpus(6)
     collection_id = collection(client)
@@ -208,6 +218,7 @@ def test_a_bad_file_is_reported_by_name_and_the_others_are_added(client: TestCli
     ]
 
 
+@both_stores
 def test_collections_are_listed_validated_and_deleted_with_everything_in_them(client: TestClient) -> None:
     assert client.get("/rag/collections/nope").status_code == 404
     assert client.post("/rag/collections/nope/query", json={"query": "x"}).status_code == 404
@@ -220,7 +231,7 @@ def test_collections_are_listed_validated_and_deleted_with_everything_in_them(cl
     listed = {c["name"]: c for c in client.get("/rag/collections").json()["collections"]}
     assert listed["First"]["documents"] == 3 and listed["Second"]["documents"] == 1
     assert listed["First"]["embedding_model"] == "all-MiniLM-L6-v2"
-    assert listed["First"]["store"] in ("sqlite-vec", "numpy")
+    assert listed["First"]["store"] in (("sqlite-vec", "numpy") if request_store(client) == "sqlite" else ("pgvector",))
     gone = client.delete(f"/rag/collections/{first}")
     assert gone.status_code == 200 and gone.json()["documents_removed"] == 3
     assert client.get(f"/rag/collections/{first}").status_code == 404
@@ -230,6 +241,7 @@ def test_collections_are_listed_validated_and_deleted_with_everything_in_them(cl
     assert job["files"][0]["filename"] == "evil.txt"
 
 
+@both_stores
 def test_chat_answers_from_a_collection_and_carries_the_citations_it_was_given(
     client: TestClient, tmp_path: Path
 ) -> None:
@@ -289,3 +301,42 @@ def test_two_files_with_the_same_content_in_one_upload_add_one_document(client: 
     assert (a["status"], b["status"], c["status"]) == ("added", "duplicate", "added")
     assert b["document_id"] == a["document_id"]
     assert client.get(f"/rag/collections/{collection_id}").json()["documents"] == 2
+
+
+def request_store(client: TestClient) -> str:
+    settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
+    return "pgvector" if settings.rag_database_url else "sqlite"
+
+
+def test_collections_keep_the_store_they_were_made_in(settings: Settings, pg_database: str) -> None:
+    """Setting ORCHARD_RAG_DATABASE_URL sends new collections to PostgreSQL while the SQLite ones keep working; a
+    PostgreSQL collection without the URL (or its server) answers 503 and nothing of it is lost."""
+    files, questions = corpus(4)
+    with TestClient(create_app(settings)) as client:
+        local = collection(client, name="Local")
+        ingest(client, local, files[:2])
+        refused = client.post("/rag/collections", json={"name": "Remote", "store": "pgvector"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "rag_store_unavailable"
+        assert "ORCHARD_RAG_DATABASE_URL" in refused.json()["error"]["message"]
+    settings.rag_database_url = SecretStr(pg_database)
+    with TestClient(create_app(settings)) as client:
+        remote = collection(client, name="Remote")
+        ingest(client, remote, files[2:])
+        collection(client, name="Pinned", store="sqlite")
+        stores = {c["name"]: c["store"] for c in client.get("/rag/collections").json()["collections"]}
+        assert stores["Remote"] == "pgvector" and stores["Local"] == stores["Pinned"] != "pgvector"
+        assert query(client, local, questions[0][0])[0]["filename"] == questions[0][1]
+        assert query(client, remote, questions[3][0])[0]["filename"] == questions[3][1]
+        assert client.get("/config").json()["settings"]["rag_database_url"] == "**********"
+        assert pg_database not in client.get("/config").text
+    settings.rag_database_url = None
+    with TestClient(create_app(settings)) as client:
+        unavailable = client.post(f"/rag/collections/{remote}/query", json={"query": "anything"})
+        assert unavailable.status_code == 503 and "Remote" in unavailable.json()["error"]["message"]
+        assert client.delete(f"/rag/collections/{remote}").status_code == 503
+        assert query(client, local, questions[1][0])[0]["filename"] == questions[1][1]
+    settings.rag_database_url = SecretStr(pg_database)
+    with TestClient(create_app(settings)) as client:  # still all there
+        assert client.get(f"/rag/collections/{remote}").json()["documents"] == 2
+        assert query(client, remote, questions[2][0])[0]["filename"] == questions[2][1]
+        assert client.delete(f"/rag/collections/{remote}").json()["chunks_removed"] >= 2

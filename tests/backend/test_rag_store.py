@@ -1,16 +1,19 @@
-"""The RAG chunk index on both backends: exact vector search, BM25 with hostile input, deletes, atomic adds, fusion."""
+"""The RAG chunk index on every backend (sqlite-vec, the numpy fallback, PostgreSQL with pgvector on a real server
+the tests start): exact vector search, BM25 with hostile input, deletes, atomic adds, fusion."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backend.services.rag_store import SqliteStore, StoredChunk, fts_query, fuse
+from backend.services.rag_pgvector import PgvectorStore, connection_options, describe
+from backend.services.rag_store import ChunkStore, SqliteStore, StoredChunk, fts_query, fuse
+from tests import postgres
 
 DIM = 384
 
@@ -40,8 +43,14 @@ def make_chunks(collection: str, document: str, texts: list[str], filename: str 
     ]
 
 
-def index_rows(store: SqliteStore, collection: str) -> tuple[int, int]:
-    """(rows in the FTS index, vector rows) behind a collection, read from the tables themselves."""
+def index_rows(store: ChunkStore, collection: str) -> tuple[int, int]:
+    """(rows in the keyword index, vector rows) behind a collection, read from the tables themselves."""
+    if isinstance(store, PgvectorStore):  # one row holds a chunk's text, tsvector and vector
+        with store._connection() as db:
+            sql = "SELECT count(tsv), count(embedding) FROM orchard_rag_chunks WHERE collection_id = :c"
+            fts, vectors = db.run(sql, c=collection)[0]
+        return int(fts), int(vectors)
+    assert isinstance(store, SqliteStore)
     db = store._db
     fts = db.execute(
         "SELECT count(*) FROM chunks_fts_docsize d JOIN chunks c ON c.pk = d.id WHERE c.collection_id = ?",
@@ -59,16 +68,33 @@ def index_rows(store: SqliteStore, collection: str) -> tuple[int, int]:
     return fts, db.execute(sql, (collection,)).fetchone()[0]
 
 
-@pytest.fixture(params=[True, False], ids=["sqlite-vec", "numpy"])
-def extension(request: pytest.FixtureRequest) -> bool:
-    """Which backend a test runs on: True is sqlite-vec (required), False the numpy fallback."""
-    return bool(request.param)
+def raw_keyword_matches(store: ChunkStore, word: str) -> int:
+    """Rows of the keyword index itself (not a join) that match ``word``, in every collection."""
+    if isinstance(store, PgvectorStore):
+        with store._connection() as db:
+            sql = "SELECT count(*) FROM orchard_rag_chunks WHERE tsv @@ plainto_tsquery('english', :w)"
+            return int(db.run(sql, w=word)[0][0])
+    assert isinstance(store, SqliteStore)
+    return int(store._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (word,)).fetchone()[0])
+
+
+Opener = Callable[[], ChunkStore]
+
+
+@pytest.fixture(params=["sqlite-vec", "numpy", "pgvector"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the store under test; each call opens the same one again (a restart)."""
+    if request.param == "pgvector":
+        url = request.getfixturevalue("pg_database")
+        return lambda: PgvectorStore(url)
+    path, extension = tmp_path / "rag.db", request.param == "sqlite-vec"
+    return lambda: SqliteStore(path, extension=extension)
 
 
 @pytest.fixture
-def store(tmp_path: Path, extension: bool) -> Iterator[SqliteStore]:
-    """A fresh store file on the backend under test."""
-    opened = SqliteStore(tmp_path / "rag.db", extension=extension)
+def store(opener: Opener) -> Iterator[ChunkStore]:
+    """A fresh store on the backend under test."""
+    opened = opener()
     yield opened
     opened.close()
 
@@ -103,7 +129,7 @@ def test_reopen_needs_the_backend_that_wrote_the_file(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_vector_search_is_exact_and_per_collection(store: SqliteStore) -> None:
+def test_vector_search_is_exact_and_per_collection(store: ChunkStore) -> None:
     """Top-10 ids equal numpy's exact search over collection A only; similarities match to 1e-5."""
     rng = np.random.default_rng(42)
     vectors_a, vectors_b = unit(rng, 2000), unit(rng, 500)
@@ -142,7 +168,7 @@ KEYWORD_TEXTS = [
 ]
 
 
-def test_keyword_search_finds_exact_names_and_codes(store: SqliteStore) -> None:
+def test_keyword_search_finds_exact_names_and_codes(store: ChunkStore) -> None:
     """Names and codes win over near-misses; only the asked collection is searched; scores are best first."""
     chunks = make_chunks("c", "manual", KEYWORD_TEXTS, filename="manual.pdf")
     store.add(chunks, unit(np.random.default_rng(3), len(chunks), 16))
@@ -163,7 +189,7 @@ def test_keyword_search_finds_exact_names_and_codes(store: SqliteStore) -> None:
      "text:valve", "NEAR(a b)", "^reactor", "🔥🧪", "", "   ", "'; DROP TABLE chunks; --", "a" * 5000,
      " ".join(f"w{i}" for i in range(500)), "\x00", "- + : ."],
 )  # fmt: skip
-def test_hostile_keyword_queries(store: SqliteStore, query: str) -> None:
+def test_hostile_keyword_queries(store: ChunkStore, query: str) -> None:
     """Any text is a safe query: never raises, always a list; nothing searchable finds nothing."""
     store.add(make_chunks("c", "d", KEYWORD_TEXTS[:6]), unit(np.random.default_rng(5), 6, 8))
     found = store.keyword_search("c", query, 5)
@@ -180,7 +206,7 @@ def test_fts_query_quotes_terms() -> None:
     assert fts_query("  * () 🔥 \" ' ") == ""
 
 
-def test_delete_document_removes_it_from_every_index(store: SqliteStore) -> None:
+def test_delete_document_removes_it_from_every_index(store: ChunkStore) -> None:
     """Chunks, FTS rows and vectors of one document go; its siblings and other collections stay."""
     rng = np.random.default_rng(6)
     gone = make_chunks("c", "gone", [f"Quarkle unique text {i}" for i in range(30)])
@@ -195,15 +221,14 @@ def test_delete_document_removes_it_from_every_index(store: SqliteStore) -> None
     assert index_rows(store, "c") == (20, 20)
     assert store.keyword_search("c", "Quarkle", 10) == []
     assert [i for i, _ in store.keyword_search("d", "Quarkle", 10)] == [elsewhere[0].id]
-    raw = store._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'quarkle'").fetchone()[0]
-    assert raw == 1  # the FTS index itself, not just the join, lost the rows
+    assert raw_keyword_matches(store, "quarkle") == 1  # the index itself, not just a join, lost the rows
     found = {i for i, _ in store.vector_search("c", vectors[0], 100)}
     assert found == {c.id for c in kept}
     assert store.chunks([c.id for c in gone]) == []
     assert store.delete_document("c", "gone") == 0
 
 
-def test_delete_collection_removes_only_that_collection(store: SqliteStore) -> None:
+def test_delete_collection_removes_only_that_collection(store: ChunkStore) -> None:
     """Everything of the collection goes; another collection is untouched; the id can be reused with a new dim."""
     rng = np.random.default_rng(7)
     mine = make_chunks("mine", "d1", ["alpha one", "alpha two"]) + make_chunks("mine", "d2", ["alpha three"])
@@ -220,18 +245,18 @@ def test_delete_collection_removes_only_that_collection(store: SqliteStore) -> N
     assert store.delete_collection("never") == 0
 
 
-def test_add_is_all_or_nothing(store: SqliteStore) -> None:
+def test_add_is_all_or_nothing(store: ChunkStore) -> None:
     """A bad shape, a dimension change or a duplicate id mid-batch raises and leaves nothing behind."""
     rng = np.random.default_rng(8)
     chunks = make_chunks("c", "d", [f"text {i}" for i in range(10)])
     for bad in (unit(rng, 9), unit(rng, 10)[:, :0], unit(rng, 10)[None], np.full((10, DIM), np.nan, np.float32)):
         with pytest.raises(ValueError):
             store.add(chunks, bad)
-    assert store.count("c") == 0 and store._collection("c") is None
+    assert store.count("c") == 0 and store.dimension("c") is None
     duplicate = [*chunks, chunks[3]]
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         store.add(duplicate, unit(rng, 11))
-    assert store.count("c") == 0 and store._collection("c") is None and index_rows(store, "c") == (0, 0)
+    assert store.count("c") == 0 and store.dimension("c") is None and index_rows(store, "c") == (0, 0)
     store.add(chunks, unit(rng, 10, 16))  # the failed add did not fix the collection's dimension
     more = make_chunks("c", "e", ["later"])
     with pytest.raises(ValueError, match="16-dim"):
@@ -240,34 +265,37 @@ def test_add_is_all_or_nothing(store: SqliteStore) -> None:
     fresh = make_chunks("new", "d", ["fresh"])  # its vector table is made, then the batch fails on "c"
     with pytest.raises(ValueError):
         store.add(fresh + more, unit(rng, 2))
-    assert store.count("new") == 0 and store._collection("new") is None and store.count("c") == 10
-    vec_tables = store._db.execute("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%USING vec0%'").fetchone()[0]
-    assert vec_tables == (1 if store.backend == "sqlite-vec" else 0)  # only "c"'s: the new one was rolled back
+    assert store.count("new") == 0 and store.dimension("new") is None and store.count("c") == 10
+    if isinstance(store, SqliteStore):
+        vec_tables = store._db.execute("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%USING vec0%'").fetchone()
+        assert vec_tables[0] == (1 if store.backend == "sqlite-vec" else 0)  # only "c"'s: the new one rolled back
     store.add(fresh, unit(rng, 1, 8))
     assert store.vector_search("new", unit(rng, 1, 8)[0], 3)[0][0] == fresh[0].id
     store.add([], np.empty((0, 0), np.float32))
     assert store.count("c") == 10
 
 
-def test_chunks_order_and_persistence(tmp_path: Path, extension: bool) -> None:
-    """chunks() keeps the asked order and skips unknown ids; everything is there after reopening the file."""
-    path = tmp_path / "persist.db"
+def test_chunks_order_and_persistence(opener: Opener) -> None:
+    """chunks() keeps the asked order and skips unknown ids; everything is there after reopening the store."""
     rng = np.random.default_rng(9)
     chunks = make_chunks("c", "d", [f"persistent text {i}" for i in range(1200)])  # past one IN (...) batch
     vectors = unit(rng, 1200)
-    store = SqliteStore(path, extension=extension)
+    store = opener()
     store.add(chunks, vectors)
     asked = [chunks[5].id, "nope", chunks[1100].id, chunks[0].id, chunks[5].id]
     assert store.chunks(asked) == [chunks[5], chunks[1100], chunks[0], chunks[5]]
     assert store.chunks([c.id for c in reversed(chunks)]) == chunks[::-1]
+    assert store.chunks([]) == []
+    backend = store.backend
     store.close()
-    reopened = SqliteStore(path, extension=extension)
+    reopened = opener()
     try:
-        assert reopened.backend == ("sqlite-vec" if extension else "numpy")
+        assert reopened.backend == backend
         assert reopened.count("c") == 1200 and reopened.count("c", "d") == 1200
         assert reopened.chunks([chunks[7].id]) == [chunks[7]]
         assert reopened.vector_search("c", vectors[7], 1)[0][0] == chunks[7].id
         assert reopened.keyword_search("c", "persistent", 3)
+        assert reopened.chunk_ids("c") == [c.id for c in chunks]
     finally:
         reopened.close()
 
@@ -286,7 +314,7 @@ def test_fuse() -> None:
     assert fuse([["a", "b"]], k=3, rrf_k=0) == [("a", 1.0), ("b", 0.5)]
 
 
-def test_concurrent_searches_while_adding(store: SqliteStore) -> None:
+def test_concurrent_searches_while_adding(store: ChunkStore) -> None:
     """Four threads search (vector, keyword, chunks, count) while one adds batches; no exceptions."""
     rng = np.random.default_rng(10)
     store.add(make_chunks("c", "seed", ["seed reactor text"]), unit(rng, 1, 64))
@@ -325,3 +353,49 @@ def test_concurrent_searches_while_adding(store: SqliteStore) -> None:
         thread.join(timeout=60)
     assert not errors, errors
     assert store.count("c") == 1 + 30 * 20 - 3 * 20
+
+
+def test_pgvector_text_round_trips(store: ChunkStore) -> None:
+    """Text PostgreSQL cannot hold (NUL) is stored as a space on pgvector; other text, emoji included, is exact;
+    vectors read back bit-exact (the similarity of a vector with itself is 1 within float32 rounding)."""
+    text = "Zero\x00byte 🔥 naïve — ümlaut"
+    chunk = make_chunks("c", "d", [text])
+    vector = unit(np.random.default_rng(11), 1, 7)
+    store.add(chunk, vector)
+    (stored,) = store.chunks([chunk[0].id])
+    expected = text.replace("\x00", " ") if store.backend == "pgvector" else text
+    assert stored.text == expected
+    assert store.vector_search("c", vector[0], 1)[0][1] == pytest.approx(1.0, abs=1e-6)
+    assert store.keyword_search("c", "naïve", 1)[0][0] == chunk[0].id
+
+
+def test_pgvector_urls_and_errors(postgres_server: postgres.Server, pg_database: str) -> None:
+    """The URL's parts reach the driver (password never in the description); an unreachable server, a missing
+    database and a user who may not create the extension each fail at once with a message that says so."""
+    options = connection_options("postgresql://ann:s%40cret@db.example:6543/rag?sslmode=require")
+    assert (options["user"], options["password"], options["host"], options["port"], options["database"]) == (
+        "ann",
+        "s@cret",
+        "db.example",
+        6543,
+        "rag",
+    )
+    assert options["ssl_context"] is not None and "s@cret" not in describe("postgresql://ann:s%40cret@db/rag")
+    with pytest.raises(ValueError):
+        connection_options("mysql://x@y/z")
+    with pytest.raises(ValueError):
+        connection_options("postgresql://x@y/z?sslmode=sometimes")
+    with pytest.raises(RuntimeError, match="Cannot reach"):
+        PgvectorStore("postgresql://orchard@127.0.0.1:9/none")
+    missing = pg_database.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(RuntimeError, match="no_such_database"):
+        PgvectorStore(missing)
+    postgres_server.psql("CREATE ROLE plain LOGIN")
+    postgres_server.psql("CREATE DATABASE plain_db OWNER plain")
+    with pytest.raises(RuntimeError, match="CREATE EXTENSION vector"):
+        PgvectorStore(postgres_server.url("plain_db").replace("orchard@", "plain@"))
+    postgres_server.psql("CREATE EXTENSION vector", database="plain_db")  # what the owner of the server does
+    store = PgvectorStore(postgres_server.url("plain_db").replace("orchard@", "plain@"))
+    store.add(make_chunks("c", "d", ["granted"]), unit(np.random.default_rng(12), 1, 4))
+    assert store.count("c") == 1
+    store.close()

@@ -425,6 +425,12 @@ export type CollectionCreate = {
      * Name
      */
     name: string;
+    /**
+     * Store
+     *
+     * Where the chunks are indexed: sqlite (a file in the data folder) or pgvector (PostgreSQL at ORCHARD_RAG_DATABASE_URL). Default: pgvector when that is set, else sqlite.
+     */
+    store?: 'sqlite' | 'pgvector' | null;
 };
 
 /**
@@ -472,7 +478,7 @@ export type CollectionInfo = {
     /**
      * Store
      *
-     * The index: sqlite-vec, or numpy where SQLite cannot load extensions.
+     * The index: sqlite-vec, numpy (SQLite where it cannot load extensions), or pgvector (PostgreSQL).
      */
     store: string;
 };
