@@ -25,7 +25,7 @@ from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
-from backend.services.rag_pipeline import IngestKind, RagService
+from backend.services.rag_pipeline import IngestKind, RagService, ReembedKind
 from backend.services.training import TrainKind
 
 logger = logging.getLogger(__name__)
@@ -84,14 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training, merges = TrainKind(settings, service, datasets), MergeKind(settings, service, adapters)
         exports = ExportKind(settings, service, adapters)
         documents = RagService(settings)
-        ingest = IngestKind(settings, documents)
-        for kind in (downloads, loads, training, merges, exports, ingest):
+        ingest, reembed = IngestKind(settings, documents), ReembedKind(documents)
+        for kind in (downloads, loads, training, merges, exports, ingest, reembed):
             jobs.register(kind)
         app.state.model_service, app.state.jobs = service, jobs
         app.state.downloads, app.state.loads = downloads, loads
         app.state.training, app.state.merges, app.state.adapters = training, merges, adapters
         app.state.exports = exports
-        app.state.rag, app.state.ingest = documents, ingest
+        app.state.rag, app.state.ingest, app.state.reembed = documents, ingest, reembed
         app.state.chat_service = chat_service = ChatService(settings, service.cache)
         app.state.datasets = datasets
         if settings.warmup:

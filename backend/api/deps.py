@@ -15,7 +15,7 @@ from backend.services.exports import ExportKind
 from backend.services.jobs import JobManager
 from backend.services.loads import LoadKind
 from backend.services.model_service import ModelService
-from backend.services.rag_pipeline import IngestKind, RagService
+from backend.services.rag_pipeline import IngestKind, RagService, ReembedKind
 from backend.services.training import TrainKind
 
 
@@ -79,6 +79,11 @@ def get_ingest(request: Request) -> IngestKind:
     return ingest
 
 
+def get_reembed(request: Request) -> ReembedKind:
+    reembed: ReembedKind = request.app.state.reembed
+    return reembed
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -97,3 +102,4 @@ MergesDep = Annotated[MergeKind, Depends(get_merges)]
 ExportsDep = Annotated[ExportKind, Depends(get_exports)]
 RagDep = Annotated[RagService, Depends(get_rag)]
 IngestDep = Annotated[IngestKind, Depends(get_ingest)]
+ReembedDep = Annotated[ReembedKind, Depends(get_reembed)]

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile, status
 
-from backend.api.deps import IngestDep, JobManagerDep, RagDep
+from backend.api.deps import IngestDep, JobManagerDep, RagDep, ReembedDep
 from backend.schemas.rag import (
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CollectionUpdate,
+    CollectionUpdateResponse,
     DeleteCollectionResponse,
     DeleteDocumentResponse,
     DocumentList,
@@ -45,11 +47,33 @@ def get_collection(collection_id: CollectionId, rag: RagDep) -> CollectionInfo:
 
 
 @router.delete("/collections/{collection_id}", operation_id="deleteCollection", response_model=DeleteCollectionResponse)
-def delete_collection(collection_id: CollectionId, rag: RagDep, ingest: IngestDep) -> DeleteCollectionResponse:
-    """Remove the collection, its documents and every chunk; 409 while files are being added to it."""
-    busy_collection(ingest, collection_id)
+def delete_collection(collection_id: CollectionId, rag: RagDep, jobs: JobManagerDep) -> DeleteCollectionResponse:
+    """Remove the collection, its documents and every chunk; 409 while files are being added to it or it is being
+    re-embedded."""
+    busy_collection(jobs, collection_id)
     documents, chunks = rag.delete(collection_id)
     return DeleteCollectionResponse(collection_id=collection_id, documents_removed=documents, chunks_removed=chunks)
+
+
+@router.patch(
+    "/collections/{collection_id}",
+    operation_id="updateCollection",
+    response_model=CollectionUpdateResponse,
+    responses={202: {"model": CollectionUpdateResponse, "description": "The embedder changes: a reembed job."}},
+)
+def update_collection(
+    collection_id: CollectionId, body: CollectionUpdate, rag: RagDep, reembed: ReembedDep, response: Response
+) -> CollectionUpdateResponse:
+    """Rename the collection, or change its embedder: a ``reembed`` job embeds every chunk again into a new index
+    and switches the collection to it when done (202 with the job). Until then searches and chat use the old
+    embedder; a cancel or a failure leaves the collection as it was. 409 while files are being added."""
+    if body.name is not None:
+        rag.rename(collection_id, body.name)
+    job = None
+    if body.embedding_model is not None:
+        job = reembed.start(collection_id, body.embedding_model)
+        response.status_code = status.HTTP_202_ACCEPTED
+    return CollectionUpdateResponse(collection=rag.info(collection_id), job=job)
 
 
 @router.post(
@@ -64,7 +88,7 @@ def add_documents(
     ingest: IngestDep,
     jobs: JobManagerDep,
     response: Response,
-    files: Annotated[list[UploadFile], File(description="Documents: .txt, .md, .html, .pdf.")],
+    files: Annotated[list[UploadFile], File(description="Documents: .txt, .md, .html, .pdf, .docx.")],
     wait: Annotated[bool, Query(description="Block until the job ends and return it.")] = False,
 ) -> IngestJob:
     """An ``ingest`` job: each file read (PDF pages, HTML without scripts or navigation, Markdown headings), chunked

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-JobKindName = Literal["download", "load", "train", "merge", "export", "ingest"]
+JobKindName = Literal["download", "load", "train", "merge", "export", "ingest", "reembed"]
 # Every phase of every kind, then the ends. A kind lists its own phases in ``JobBase.phases``.
 JobStatus = Literal[
     "queued",
@@ -24,6 +24,7 @@ JobStatus = Literal[
     "exporting",
     "saving",
     "ingesting",
+    "embedding",
     "ready",
     "failed",
     "cancelled",
@@ -31,7 +32,7 @@ JobStatus = Literal[
 ]
 FINISHED_STATUSES: frozenset[str] = frozenset({"ready", "failed", "cancelled", "interrupted"})
 ACTIVE_STATUSES: frozenset[str] = frozenset(set(JobStatus.__args__) - FINISHED_STATUSES)  # type: ignore[attr-defined]
-ProgressUnit = Literal["bytes", "tensors", "steps", "files", "documents"]
+ProgressUnit = Literal["bytes", "tensors", "steps", "files", "documents", "chunks"]
 
 
 class JobProgress(BaseModel):

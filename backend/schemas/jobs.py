@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, TypeAdapter
 from backend.schemas.exports import ExportJob
 from backend.schemas.job_base import JobBase
 from backend.schemas.model import DeviceName, DtypeName, EngineName, LoadOptions, ModelMetadata
-from backend.schemas.rag import IngestJob
+from backend.schemas.rag import IngestJob, ReembedJob
 from backend.schemas.training import MergeJob, TrainJob
 
 
@@ -53,7 +53,8 @@ class LoadJob(JobBase):
     result: ModelMetadata | None = Field(None, description="The loaded model's metadata, once ready.")
 
 
-AnyJob = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob  # a new kind adds its schema here
+# A new kind adds its schema here.
+AnyJob = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob | ReembedJob
 Job = Annotated[AnyJob, Field(discriminator="kind")]
 JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(Job)
 

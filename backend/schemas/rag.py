@@ -35,6 +35,19 @@ class CollectionCreate(BaseModel):
     )
 
 
+class CollectionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    embedding_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="A new embedder: every chunk is embedded again by a `reembed` job, and the collection switches "
+        "to it when that is done; until then searches and chat use the old one.",
+    )
+
+
 class CollectionInfo(BaseModel):
     id: str
     name: str
@@ -58,7 +71,7 @@ class DocumentInfo(BaseModel):
     id: str
     collection_id: str
     filename: str
-    kind: Literal["txt", "md", "html", "pdf"]
+    kind: Literal["txt", "md", "html", "pdf", "docx"]
     size_bytes: int
     sha256: str
     pages: int | None
@@ -111,6 +124,23 @@ class IngestJob(JobBase):
     collection_name: str
     files: list[IngestFile]
     result: IngestResult | None = None
+
+
+class ReembedResult(BaseModel):
+    chunks: int
+    embedding_dim: int
+
+
+class ReembedJob(JobBase):
+    """Every chunk of a collection embedded again with another embedder, then the collection switched to it."""
+
+    kind: Literal["reembed"]
+    collection_id: str
+    collection_name: str
+    embedding_model: str = Field(description="The new embedder.")
+    previous_model: str
+    index_key: str = Field(description="Where the new vectors are written until the switch.")
+    result: ReembedResult | None = None
 
 
 class QueryRequest(BaseModel):
@@ -184,3 +214,8 @@ class EvalResponse(BaseModel):
     recall_at_k: float = Field(description="Share of questions whose document is in the top k.")
     mrr: float = Field(description="Mean reciprocal rank of the expected document (0 when not in the top k).")
     results: list[EvalQuestion]
+
+
+class CollectionUpdateResponse(BaseModel):
+    collection: CollectionInfo
+    job: ReembedJob | None = Field(None, description="The re-embedding job, when the embedder changes (202).")

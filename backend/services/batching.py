@@ -15,6 +15,7 @@ continuous batching (paged attention) is slower than sequential on CPU, so this 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any, Protocol
 
 from backend.utils.libraries import import_libraries
@@ -72,6 +73,9 @@ class BatchDecoder:
         self.max_rows = None if self.can_batch(model) else 1
         self.kv_bytes_per_token = kv_bytes_per_token(model)
         self._torch = torch
+        # A prefill needs the logits of each prompt's last position only: the LM head over every position of a
+        # batch of prompts costs as much as the rest of a small model's forward.
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in signature(model.forward).parameters else {}
 
     def new_row(self, params: Any, prompt_ids: list[int]) -> Row:
         """A row for a prompt, with transformers' logits processors for its sampling settings."""
@@ -114,6 +118,7 @@ class BatchDecoder:
                 position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
                 cache=DynamicCache(config=self.model.config),
                 use_cache=True,
+                **self._last_logits,
             )
         self._stack(out.cache, mask, rows)
         return out.logits[:, -1, :].float()

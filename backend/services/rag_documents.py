@@ -13,6 +13,7 @@ import codecs
 import io
 import re
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -24,10 +25,12 @@ from typing import Literal
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, PyPdfError
 
-SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
-Kind = Literal["txt", "md", "html", "pdf"]
+SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
+Kind = Literal["txt", "md", "html", "pdf", "docx"]
 Part = tuple[str, int | None, str | None]  # a section to be: text, page, heading
-KINDS: dict[str, Kind] = {".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+KINDS: dict[str, Kind] = {
+    ".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf", ".docx": "docx"
+}  # fmt: skip
 # pypdf's own errors, and what it raises on files broken in ways it does not check for ("broken PDF files might cause
 # other Exceptions", its docs say). Only pypdf runs where these are caught, so they are the file's fault, not ours.
 PDF_ERRORS: tuple[type[Exception], ...] = (PyPdfError, ValueError, KeyError, IndexError, TypeError, AttributeError)
@@ -85,6 +88,8 @@ def parse(filename: str, data: bytes) -> ParsedDocument:
     kind = KINDS[suffix]
     if kind == "pdf":
         return _pdf(filename, data)
+    if kind == "docx":
+        return _document(filename, kind, _docx(filename, data), None)
     text = _decode(filename, data)
     if kind == "md":
         return _document(filename, kind, _markdown(text), None)
@@ -150,6 +155,53 @@ def _pdf(filename: str, data: bytes) -> ParsedDocument:
         (text.replace("\x00", "").replace("\r\n", "\n").strip(), number, None) for number, text in enumerate(texts, 1)
     ]
     return _document(filename, "pdf", parts, len(texts))
+
+
+_HEADING_STYLE = re.compile(r"^(?:Heading (\d)|Title)$")
+
+
+def _docx(filename: str, data: bytes) -> list[Part]:
+    """A Word document's body in order (paragraphs, and tables a row per line with cells joined by " | "), in
+    sections at its Heading 1-9 (and Title) paragraphs, each with its heading path, heading line included, as in
+    Markdown; a heading with nothing under it lives on only in the paths under it."""
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks = list(document.iter_inner_content())
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # not a zip, a part missing, not a Word document
+        raise DocumentError(f"'{filename}' could not be read as a Word document (.docx): {exc}") from exc
+    except Exception as exc:  # lxml's XMLSyntaxError and python-docx's own errors for damaged parts
+        raise DocumentError(f"'{filename}' could not be read as a Word document; it is damaged ({exc}).") from exc
+    parts: list[Part] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    titled = False  # lines[0] is the section's heading
+
+    def flush() -> None:
+        if len(lines) > titled:
+            parts.append(("\n\n".join(lines), None, " > ".join(title for _, title in path) or None))
+
+    for block in blocks:
+        if isinstance(block, Table):
+            rows = [" | ".join(dict.fromkeys(c.text.strip() for c in row.cells)) for row in block.rows]
+            if table := "\n".join(r for r in rows if r.strip(" |")):
+                lines.append(table)
+            continue
+        text = block.text.strip()
+        heading = _HEADING_STYLE.match(block.style.name or "") if block.style is not None else None
+        if heading and text:
+            flush()
+            level = int(heading.group(1) or 0)  # the Title is above Heading 1
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, text))
+            lines, titled = [text], True
+        elif text:
+            lines.append(text)
+    flush()
+    return parts
 
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+|$)(.*?)(?:[ \t]+#+)?[ \t]*$")

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,8 +56,10 @@ from backend.schemas.rag import (
     QueryHit,
     QueryRequest,
     QueryResponse,
+    ReembedJob,
+    ReembedResult,
 )
-from backend.services.jobs import JobKind, JobRun
+from backend.services.jobs import JobKind, JobManager, JobRun
 from backend.services.rag_documents import DocumentError, chunk, parse
 from backend.services.rag_pgvector import PgvectorStore
 from backend.services.rag_store import ChunkStore, SqliteStore, StoredChunk, fuse
@@ -98,6 +100,17 @@ class Embedder:
         with self._lock:  # one encode at a time: torch's CPU pool is shared anyway
             vectors = self.model.encode(texts, batch_size=EMBED_BATCH, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def check_embedder_name(name: str) -> None:
+    """Refuse an absolute path that is not a folder at once (a Hub id or a relative name is tried when loaded)."""
+    if name not in BUNDLED_NAMES and Path(name).is_absolute() and not Path(name).is_dir():
+        raise InvalidRequestError(f"No embedding model folder at '{name}'.", embedding_model=name)
+
+
+def embed_text(chunk: StoredChunk) -> str:
+    """What is embedded of a chunk: its heading (context a reader has, and the chunk alone may lack), then its text."""
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text
 
 
 _EMBEDDERS: dict[str, Embedder] = {}
@@ -184,6 +197,8 @@ class RagService:
         self.sqlite = SqliteStore(self.root / "index.db")
         self._pgvector: PgvectorStore | None = None
         self._pgvector_lock = threading.Lock()
+        # Held by a document's delete and by a re-embedding's switch, so no delete slips between the two indexes.
+        self._index_writes = threading.Lock()
 
     def _migrate(self) -> None:
         """Collections made before they could live in PostgreSQL are SQLite ones, indexed under their own id."""
@@ -236,8 +251,7 @@ class RagService:
 
     def create(self, request: CollectionCreate) -> CollectionInfo:
         model = request.embedding_model or self.settings.rag_embedding_model
-        if model not in BUNDLED_NAMES and Path(model).is_absolute() and not Path(model).is_dir():
-            raise InvalidRequestError(f"No embedding model folder at '{model}'.", embedding_model=model)
+        check_embedder_name(model)
         size = request.chunk_size or self.settings.rag_chunk_size
         overlap = self.settings.rag_chunk_overlap if request.chunk_overlap is None else request.chunk_overlap
         if overlap >= size:
@@ -289,6 +303,35 @@ class RagService:
             ids = [r["id"] for r in self._db.execute("select id from collections order by created_at desc")]
         return [self.info(i) for i in ids]
 
+    def rename(self, collection_id: str, name: str) -> None:
+        self.collection(collection_id)
+        with self._lock, self._db:
+            self._db.execute("update collections set name = ? where id = ?", (name, collection_id))
+
+    def switch_index(self, collection: Collection, index_key: str, model: str, dim: int, documents: set[str]) -> None:
+        """Make ``index_key`` (vectors of ``model``) the collection's index and drop the old one. ``documents`` are
+        those the new index got chunks of: any deleted meanwhile lose them there too."""
+        with self._index_writes:
+            with self._lock, self._db:
+                switched = self._db.execute(
+                    "update collections set embedding_model = ?, embedding_dim = ?, index_key = ? "
+                    "where id = ? and index_key = ?",
+                    (model, dim, index_key, collection.id, collection.index_key),
+                ).rowcount
+                kept = {
+                    row[0]
+                    for row in self._db.execute("select id from documents where collection_id = ?", (collection.id,))
+                }
+            if not switched:
+                raise CollectionNotFoundError(
+                    f"The collection '{collection.name}' was deleted or re-embedded meanwhile.",
+                    collection_id=collection.id,
+                )
+            store = self.store(collection)
+            for document_id in documents - kept:
+                store.delete_document(index_key, document_id)
+            store.delete_collection(collection.index_key)
+
     def delete(self, collection_id: str) -> tuple[int, int]:
         """Remove a collection with its documents and chunks: ``(documents, chunks)`` removed."""
         collection = self.collection(collection_id)
@@ -321,9 +364,11 @@ class RagService:
             ).fetchone()
         if row is None:
             raise DocumentNotFoundError(f"No document '{document_id}' in this collection.", document_id=document_id)
-        removed = self.store(collection).delete_document(collection.index_key, document_id)
-        with self._lock, self._db:
-            self._db.execute("delete from documents where id = ?", (document_id,))
+        with self._index_writes:
+            collection = self.collection(collection_id)  # the index it is in now, after any switch
+            removed = self.store(collection).delete_document(collection.index_key, document_id)
+            with self._lock, self._db:
+                self._db.execute("delete from documents where id = ?", (document_id,))
         return removed
 
     def find_duplicate(self, collection_id: str, sha256: str) -> str | None:
@@ -577,6 +622,7 @@ class IngestKind(JobKind[IngestJob]):
         """Stage the uploaded files (streamed to disk, each at most ``ORCHARD_RAG_MAX_FILE_MB``) and start the job:
         202 with it."""
         collection = self.rag.collection(collection_id)
+        busy_collection(self.manager, collection_id, ("reembed",))
         if not files:
             raise InvalidRequestError("Send one or more files (multipart field 'files').")
         names = [safe_name(name) for name, _ in files]
@@ -725,8 +771,7 @@ class IngestKind(JobKind[IngestJob]):
             return
         for p in pending:
             self._set(run, p.index, status="embedding")
-        # The heading is embedded with the text: it is context a reader has, and the chunk alone may lack.
-        texts = [f"{c.heading}\n{c.text}" if c.heading else c.text for p in pending for c in p.chunks]
+        texts = [embed_text(c) for p in pending for c in p.chunks]
         batches = []
         for at in range(0, len(texts), EMBED_BATCH * 4):
             run.check_cancelled()  # nothing of these files is added until all of them are embedded
@@ -742,11 +787,96 @@ class IngestKind(JobKind[IngestJob]):
         shutil.rmtree(self.staging(job.id), ignore_errors=True)
 
 
-def busy_collection(kind: IngestKind, collection_id: str) -> None:
-    """Refuse to delete a collection while files are being added to it."""
-    running = kind.manager.find_active(kind.name, lambda job: job.collection_id == collection_id)
-    if running is not None:
-        raise CollectionBusyError(
-            f"Files are being added to this collection (job {running.id}); wait for it or cancel it.",
-            job_id=running.id,
+BUSY = {"ingest": "Files are being added to", "reembed": "Every chunk is being embedded again in"}
+
+
+def busy_collection(manager: JobManager, collection_id: str, kinds: tuple[str, ...] = ("ingest", "reembed")) -> None:
+    """Refuse to change a collection's documents or embedder (or delete it) while a job is doing either."""
+    for kind in kinds:
+        doing = BUSY[kind]
+        running = manager.find_active(kind, lambda job: job.collection_id == collection_id)
+        if running is not None:
+            raise CollectionBusyError(
+                f"{doing} this collection (job {running.id}); wait for it or cancel it.", job_id=running.id
+            )
+
+
+# ---------------------------------------------------------------------------------------------- re-embedding
+
+REEMBED_BATCH = EMBED_BATCH * 4
+
+
+class ReembedKind(JobKind[ReembedJob]):
+    """Re-embedding jobs: a collection's chunks embedded with another embedder into a new index of the same store,
+    which replaces the old one at the end. Until then the collection searches with the old embedder; a cancel or a
+    failure removes the new index and changes nothing."""
+
+    name = "reembed"
+    schema = ReembedJob
+    phases = ("queued", "embedding")
+    resumable = True  # a resume starts the new index over
+    serial = True
+
+    def __init__(self, rag: RagService) -> None:
+        self.rag = rag
+
+    def start(self, collection_id: str, model: str) -> ReembedJob:
+        collection = self.rag.collection(collection_id)
+        check_embedder_name(model)
+        if model == collection.embedding_model:
+            raise InvalidRequestError(f"The collection is already embedded with '{model}'.", embedding_model=model)
+        busy_collection(self.manager, collection_id)
+        job: ReembedJob = self.manager.new_record(
+            self.name,
+            title=f"Re-embed {collection.name} with {model}",
+            collection_id=collection.id,
+            collection_name=collection.name,
+            embedding_model=model,
+            previous_model=collection.embedding_model,
+            index_key=f"{collection.id}-{uuid.uuid4().hex[:8]}",
+            progress=JobProgress(completed=0, total=None, unit="chunks", percent=0.0),
         )
+        return self.manager.submit(job)
+
+    def run(self, run: JobRun[ReembedJob]) -> dict[str, Any]:
+        run.update(status="embedding")
+        job = run.job
+        collection = self.rag.collection(job.collection_id)
+        store = self.rag.store(collection)
+        store.delete_collection(job.index_key)  # what an interrupted run wrote: a resume starts over
+        try:
+            embedder = get_embedder(job.embedding_model)
+            if embedder.max_tokens < collection.chunk_size:
+                raise InvalidRequestError(
+                    f"'{job.embedding_model}' reads at most {embedder.max_tokens} tokens, and this collection's "
+                    f"chunks are up to {collection.chunk_size}: the rest of each chunk would be ignored. Make a new "
+                    f"collection with chunk_size {embedder.max_tokens} or less for this embedder.",
+                    embedding_model=job.embedding_model,
+                )
+            ids = store.chunk_ids(collection.index_key)
+            documents: set[str] = set()
+            for at in range(0, len(ids), REEMBED_BATCH):
+                run.check_cancelled()
+                old = store.chunks(ids[at : at + REEMBED_BATCH])  # a document deleted meanwhile is skipped
+                vectors = embedder.encode([embed_text(c) for c in old]) if old else np.empty((0, 0), np.float32)
+                store.add([replace(c, id=uuid.uuid4().hex, collection_id=job.index_key) for c in old], vectors)
+                documents.update(c.document_id for c in old)
+                done = at + len(ids[at : at + REEMBED_BATCH])
+                progress = JobProgress(completed=done, total=len(ids), unit="chunks", percent=100 * done / len(ids))
+                run.update(progress=progress)
+            run.check_cancelled()
+            self.rag.switch_index(collection, job.index_key, job.embedding_model, embedder.dim, documents)
+        except BaseException:
+            store.delete_collection(job.index_key)
+            raise
+        run.update(progress=JobProgress(completed=len(ids), total=len(ids), unit="chunks", percent=100.0))
+        return {"result": ReembedResult(chunks=store.count(job.index_key), embedding_dim=embedder.dim)}
+
+    def forget(self, job: ReembedJob) -> None:
+        """An unfinished job's new index goes with it (never the index a finished one switched to)."""
+        try:
+            collection = self.rag.collection(job.collection_id)
+            if collection.index_key != job.index_key:
+                self.rag.store(collection).delete_collection(job.index_key)
+        except (CollectionNotFoundError, RagStoreUnavailableError):
+            pass  # the collection is gone, with its indexes; or its server is away, and a resume cleans up

@@ -66,12 +66,15 @@ FUZZ_CONFIG = schemathesis.Config.from_dict({"output": {"sanitization": {"enable
 #   and a download or resume that waits for its job.
 # - server_busy: 503 with Retry-After when the chat queue is full; the client is told to retry.
 # - insufficient_memory / insufficient_disk: 507, a load or download that would not fit, refused with the numbers.
+# - rag_store_unavailable: 503, a collection (or a new one) in PostgreSQL while ORCHARD_RAG_DATABASE_URL is unset or
+#   its server away; the fuzzer asks for "store": "pgvector" without one.
 # Any other 5xx, above all 500 internal_error (an exception nothing translated), is a bug.
 LEGITIMATE_5XX: dict[str, frozenset[int]] = {
     "hub_unavailable": frozenset({502, 503, 504}),
     "server_busy": frozenset({503}),
     "insufficient_memory": frozenset({507}),
     "insufficient_disk": frozenset({507}),
+    "rag_store_unavailable": frozenset({503}),
 }
 
 

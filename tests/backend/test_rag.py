@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from pydantic import SecretStr
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.factories import make_model
+from backend.services import rag_pipeline
+from backend.services.rag_pipeline import Embedder
+from tests.factories import make_embedder, make_model
 
 FACTS = [  # (the planted fact, a reworded question about it): names and values are made up, so no model knows them
     ("{name} was born in the harbour town of {place}.", "In which town did {name} come into the world?"),
@@ -340,3 +343,146 @@ def test_collections_keep_the_store_they_were_made_in(settings: Settings, pg_dat
         assert client.get(f"/rag/collections/{remote}").json()["documents"] == 2
         assert query(client, remote, questions[2][0])[0]["filename"] == questions[2][1]
         assert client.delete(f"/rag/collections/{remote}").json()["chunks_removed"] >= 2
+
+
+def wait_job(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll a job until it ends."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("ready", "failed", "cancelled", "interrupted"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end")
+
+
+def reembed(client: TestClient, collection_id: str, model: str) -> dict[str, Any]:
+    response = client.patch(f"/rag/collections/{collection_id}", json={"embedding_model": model})
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()["job"]
+    assert job["kind"] == "reembed" and job["embedding_model"] == model
+    return wait_job(client, job["id"])
+
+
+class GatedEmbedder(Embedder):
+    """The real embedder, made to wait at each encode until the test lets it go: a re-embedding caught mid-way."""
+
+    def __init__(self, real: Embedder) -> None:
+        super().__init__(real.model, real.name)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def encode(self, texts: list[str]) -> Any:
+        self.entered.set()
+        assert self.release.wait(60)
+        return super().encode(texts)
+
+
+@both_stores
+def test_changing_the_embedder_re_embeds_every_chunk_then_switches(client: TestClient, tmp_path: Path) -> None:
+    """A re-embedding job writes a second index with the new embedder and switches to it when done: same documents
+    and chunks, the new dimension, the old index gone; going back to the first embedder gives back its retrieval."""
+    files, questions = corpus(24)
+    collection_id = collection(client)
+    ingest(client, collection_id, files)
+    pairs = {"pairs": [{"question": q, "filename": f} for q, f in questions], "top_k": 5, "mode": "vector"}
+    before = client.post(f"/rag/collections/{collection_id}/eval", json=pairs).json()
+    info = client.get(f"/rag/collections/{collection_id}").json()
+    rag = client.app.state.rag  # type: ignore[attr-defined]
+
+    tiny = str(make_embedder(tmp_path / "tiny-embedder", dim=32))
+    job = reembed(client, collection_id, tiny)
+    assert job["status"] == "ready", job
+    assert (
+        job["result"] == {"chunks": info["chunks"], "embedding_dim": 32}
+        and job["previous_model"] == info["embedding_model"]
+    )
+    assert job["progress"]["completed"] == job["progress"]["total"] == info["chunks"]
+    after = client.get(f"/rag/collections/{collection_id}").json()
+    assert (after["embedding_model"], after["embedding_dim"]) == (tiny, 32)
+    assert (after["documents"], after["chunks"]) == (info["documents"], info["chunks"])
+    moved = rag.collection(collection_id)
+    assert moved.index_key == job["index_key"] != collection_id
+    assert rag.store(moved).count(collection_id) == 0 and rag.store(moved).count(moved.index_key) == info["chunks"]
+    # the vectors are the new embedder's: a chunk's own text finds it at similarity 1
+    hit = query(client, collection_id, questions[3][0], "keyword")[0]
+    text = f"{hit['heading']}\n{hit['text']}" if hit["heading"] else hit["text"]
+    [same] = query(client, collection_id, text, "vector", k=1)
+    assert same["text"] == hit["text"] and same["score"] == pytest.approx(1.0, abs=1e-5)
+    # keyword search and citations do not depend on the embedder
+    assert query(client, collection_id, questions[3][0], "keyword")[0]["filename"] == hit["filename"]
+
+    back = reembed(client, collection_id, "all-MiniLM-L6-v2")
+    assert back["status"] == "ready"
+    again = client.post(f"/rag/collections/{collection_id}/eval", json=pairs).json()
+    print(f"vector recall@5 {before['recall_at_k']}, MRR {before['mrr']} with MiniLM; after a round trip through a")
+    print(f"tiny embedder {again['recall_at_k']}, {again['mrr']}")
+    assert again["recall_at_k"] == before["recall_at_k"] and again["mrr"] == pytest.approx(before["mrr"], abs=0.02)
+    assert rag.store(rag.collection(collection_id)).count(moved.index_key) == 0
+
+    same_again = client.patch(f"/rag/collections/{collection_id}", json={"embedding_model": "all-MiniLM-L6-v2"})
+    assert same_again.status_code == 400 and "already" in same_again.json()["error"]["message"]
+    missing = client.patch(f"/rag/collections/{collection_id}", json={"embedding_model": str(tmp_path / "none")})
+    assert missing.status_code == 400
+    renamed = client.patch(f"/rag/collections/{collection_id}", json={"name": "Renamed"})
+    assert renamed.status_code == 200 and renamed.json()["collection"]["name"] == "Renamed"
+    assert renamed.json()["job"] is None
+
+
+def test_while_re_embedding_the_old_index_answers_and_a_cancel_or_failure_changes_nothing(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mid-way: searches use the old embedder, adding files or deleting the collection is refused (409), deleting a
+    document works and the new index drops it too. A cancel mid-way, or an embedder that reads too few tokens,
+    leaves the collection as it was and no second index behind."""
+    files, questions = corpus(12)
+    collection_id = collection(client)
+    first = ingest(client, collection_id, files)
+    rag = client.app.state.rag  # type: ignore[attr-defined]
+    tiny = str(make_embedder(tmp_path / "tiny-embedder", dim=16))
+    gated = GatedEmbedder(rag_pipeline.get_embedder(tiny))
+    monkeypatch.setitem(rag_pipeline._EMBEDDERS, tiny, gated)
+    monkeypatch.setattr(rag_pipeline, "REEMBED_BATCH", 8)  # several batches, so a cancel lands between two
+    total_rows = lambda: rag.sqlite._db.execute("select count(*) from chunks").fetchone()[0]  # noqa: E731
+    chunks = client.get(f"/rag/collections/{collection_id}").json()["chunks"]
+
+    # a cancel between two batches: the new index is removed, the collection keeps its embedder
+    before = rag.collection(collection_id)
+    started = client.patch(f"/rag/collections/{collection_id}", json={"embedding_model": tiny}).json()["job"]
+    assert gated.entered.wait(60)
+    cancel = threading.Thread(target=lambda: client.delete(f"/jobs/{started['id']}"))
+    cancel.start()
+    run = client.app.state.jobs._runs[started["id"]]  # type: ignore[attr-defined]
+    assert run.cancel.wait(30)
+    gated.release.set()
+    cancel.join(30)
+    assert wait_job(client, started["id"])["status"] == "cancelled"
+    assert rag.collection(collection_id) == before and total_rows() == chunks
+
+    # mid-way: the old index answers, files and collection deletes wait, a document delete reaches both indexes
+    gated.entered.clear()
+    gated.release.clear()
+    started = client.patch(f"/rag/collections/{collection_id}", json={"embedding_model": tiny}).json()["job"]
+    assert gated.entered.wait(60)
+    assert query(client, collection_id, questions[0][0])[0]["filename"] == questions[0][1]  # MiniLM still
+    busy = client.post(f"/rag/collections/{collection_id}/documents", files=[("files", ("x.txt", b"more text"))])
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "collection_busy"
+    assert client.delete(f"/rag/collections/{collection_id}").status_code == 409
+    doomed = first["files"][5]["document_id"]
+    assert client.delete(f"/rag/collections/{collection_id}/documents/{doomed}").status_code == 200
+    gated.release.set()
+    done = wait_job(client, started["id"])
+    assert done["status"] == "ready", done
+    moved = rag.collection(collection_id)
+    assert moved.embedding_model == tiny and moved.embedding_dim == 16
+    remaining = client.get(f"/rag/collections/{collection_id}").json()["chunks"]
+    assert rag.store(moved).count(moved.index_key) == remaining == chunks - first["files"][5]["chunks"]
+    assert rag.store(moved).count(moved.index_key, doomed) == 0 and total_rows() == remaining
+
+    # an embedder that reads fewer tokens than the chunks hold fails the job; nothing changes
+    short = str(make_embedder(tmp_path / "short-embedder", dim=8, max_seq_length=64))
+    current = rag.collection(collection_id)
+    failed = reembed(client, collection_id, short)
+    assert failed["status"] == "failed" and "reads at most 64 tokens" in failed["error"]["message"], failed
+    assert rag.collection(collection_id) == current and total_rows() == remaining

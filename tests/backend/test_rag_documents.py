@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import zipfile
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -256,10 +257,59 @@ def test_encrypted_pdf() -> None:
     assert [s.page for s in doc.sections] == [1, 2, 3] and "apples" in doc.text
 
 
+def word_document() -> bytes:
+    """A .docx written by python-docx: a title, headings at two levels, paragraphs, a table, an empty heading."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Pump manual", level=0)  # the "Title" style
+    document.add_paragraph("Read this before the first start.")
+    document.add_heading("Installation", level=1)
+    document.add_heading("Priming", level=2)
+    document.add_paragraph("Open the bleed valve and wait for water.")
+    table = document.add_table(rows=2, cols=2)
+    for (row, col), text in {(0, 0): "Part", (0, 1): "Code", (1, 0): "Impeller", (1, 1): "XK-42"}.items():
+        table.cell(row, col).text = text
+    document.add_heading("Maintenance", level=1)
+    document.add_paragraph("Grease the bearing every month.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_word_documents_keep_headings_paragraphs_and_tables() -> None:
+    doc = parse("Manual.DOCX", word_document())
+    assert doc.kind == "docx" and doc.pages is None
+    assert [(s.heading, s.text) for s in doc.sections] == [
+        ("Pump manual", "Pump manual\n\nRead this before the first start."),
+        (
+            "Pump manual > Installation > Priming",  # "Installation" has only a subheading: no section of its own
+            "Priming\n\nOpen the bleed valve and wait for water.\n\nPart | Code\nImpeller | XK-42",
+        ),
+        ("Pump manual > Maintenance", "Maintenance\n\nGrease the bearing every month."),
+    ]
+    for section in doc.sections:
+        assert doc.text[section.start : section.start + len(section.text)] == section.text
+
+
+@pytest.mark.parametrize("data", [b"not a zip at all", b"PK\x03\x04broken", b""])
+def test_damaged_word_document(data: bytes) -> None:
+    with pytest.raises(DocumentError, match=re.escape("'notes.docx'")):
+        parse("notes.docx", data)
+
+
+def test_a_zip_that_is_not_a_word_document() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("hello.txt", "hello")
+    with pytest.raises(DocumentError, match="Word document"):
+        parse("fake.docx", out.getvalue())
+
+
 # ---------------------------------------------------------------------------------------------- files and text
 
 
-@pytest.mark.parametrize("name", ["report.docx", "setup.exe", "README"])
+@pytest.mark.parametrize("name", ["slides.pptx", "setup.exe", "README"])
 def test_unsupported_extension(name: str) -> None:
     with pytest.raises(DocumentError, match=re.escape(name)) as caught:
         parse(name, b"text")

@@ -17,6 +17,7 @@ import type {
   DownloadJob,
   ExportJob,
   IngestJob,
+  ReembedJob,
   LoadJob,
   MergeJob,
   TrainJob,
@@ -28,7 +29,7 @@ export * from "./generated/@tanstack/react-query.gen";
 export type * from "./generated/types.gen";
 
 /** A job of any kind, as the jobs API answers it (`GET /jobs`, `/jobs/{id}`, its events); `kind` tells them apart. */
-export type Job = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob;
+export type Job = DownloadJob | LoadJob | TrainJob | MergeJob | ExportJob | IngestJob | ReembedJob;
 
 /** A job that brings a model in (a download) or into memory (a load): it names its model. */
 export type ModelJob = DownloadJob | LoadJob;

@@ -154,7 +154,7 @@ export type BodyAddDocuments = {
     /**
      * Files
      *
-     * Documents: .txt, .md, .html, .pdf.
+     * Documents: .txt, .md, .html, .pdf, .docx.
      */
     files: Array<Blob | File>;
 };
@@ -214,7 +214,9 @@ export type CancelResponse = {
         kind: 'export';
     } & ExportJob) | ({
         kind: 'ingest';
-    } & IngestJob);
+    } & IngestJob) | ({
+        kind: 'reembed';
+    } & ReembedJob);
     /**
      * Purged Bytes
      *
@@ -491,6 +493,33 @@ export type CollectionList = {
      * Collections
      */
     collections: Array<CollectionInfo>;
+};
+
+/**
+ * CollectionUpdate
+ */
+export type CollectionUpdate = {
+    /**
+     * Embedding Model
+     *
+     * A new embedder: every chunk is embedded again by a `reembed` job, and the collection switches to it when that is done; until then searches and chat use the old one.
+     */
+    embedding_model?: string | null;
+    /**
+     * Name
+     */
+    name?: string | null;
+};
+
+/**
+ * CollectionUpdateResponse
+ */
+export type CollectionUpdateResponse = {
+    collection: CollectionInfo;
+    /**
+     * The re-embedding job, when the embedder changes (202).
+     */
+    job?: ReembedJob | null;
 };
 
 /**
@@ -862,7 +891,7 @@ export type DocumentInfo = {
     /**
      * Kind
      */
-    kind: 'txt' | 'md' | 'html' | 'pdf';
+    kind: 'txt' | 'md' | 'html' | 'pdf' | 'docx';
     /**
      * Pages
      */
@@ -1085,7 +1114,7 @@ export type DownloadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1592,7 +1621,7 @@ export type ExportJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -1937,7 +1966,7 @@ export type IngestJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -2013,7 +2042,9 @@ export type JobList = {
         kind: 'export';
     } & ExportJob) | ({
         kind: 'ingest';
-    } & IngestJob)>;
+    } & IngestJob) | ({
+        kind: 'reembed';
+    } & ReembedJob)>;
 };
 
 /**
@@ -2063,7 +2094,7 @@ export type JobProgress = {
     /**
      * Unit
      */
-    unit?: 'bytes' | 'tensors' | 'steps' | 'files' | 'documents';
+    unit?: 'bytes' | 'tensors' | 'steps' | 'files' | 'documents' | 'chunks';
 };
 
 /**
@@ -2143,7 +2174,7 @@ export type LoadJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -2500,7 +2531,7 @@ export type MergeJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -3262,6 +3293,97 @@ export type QueryResponse = {
 };
 
 /**
+ * ReembedJob
+ *
+ * Every chunk of a collection embedded again with another embedder, then the collection switched to it.
+ */
+export type ReembedJob = {
+    /**
+     * Collection Id
+     */
+    collection_id: string;
+    /**
+     * Collection Name
+     */
+    collection_name: string;
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Embedding Model
+     *
+     * The new embedder.
+     */
+    embedding_model: string;
+    error?: JobError | null;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Id
+     */
+    id: string;
+    /**
+     * Index Key
+     *
+     * Where the new vectors are written until the switch.
+     */
+    index_key: string;
+    /**
+     * Kind
+     */
+    kind: 'reembed';
+    /**
+     * Phases
+     *
+     * The kind's phases, in the order they run.
+     */
+    phases?: Array<string>;
+    /**
+     * Previous Model
+     */
+    previous_model: string;
+    progress?: JobProgress;
+    result?: ReembedResult | null;
+    /**
+     * Resumable
+     *
+     * True when POST /jobs/{id}/resume can run it again.
+     */
+    resumable?: boolean;
+    /**
+     * Status
+     */
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    /**
+     * Title
+     *
+     * What the job does, for a person: 'Download gpt2'.
+     */
+    title?: string;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+};
+
+/**
+ * ReembedResult
+ */
+export type ReembedResult = {
+    /**
+     * Chunks
+     */
+    chunks: number;
+    /**
+     * Embedding Dim
+     */
+    embedding_dim: number;
+};
+
+/**
  * RepoFile
  */
 export type RepoFile = {
@@ -3442,7 +3564,7 @@ export type TrainJob = {
     /**
      * Status
      */
-    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
+    status: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted';
     /**
      * Title
      *
@@ -4706,7 +4828,7 @@ export type ClearJobsData = {
          *
          * Only jobs of this kind.
          */
-        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | null;
+        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | 'reembed' | null;
     };
     url: '/jobs';
 };
@@ -4738,13 +4860,13 @@ export type ListJobsData = {
          *
          * Only jobs of this kind.
          */
-        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | null;
+        kind?: 'download' | 'load' | 'train' | 'merge' | 'export' | 'ingest' | 'reembed' | null;
         /**
          * Status
          *
          * Only jobs in this status; `active` or `finished` for either group.
          */
-        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
+        status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
         /**
          * Limit
          *
@@ -4849,7 +4971,9 @@ export type GetJobResponses = {
         kind: 'export';
     } & ExportJob) | ({
         kind: 'ingest';
-    } & IngestJob);
+    } & IngestJob) | ({
+        kind: 'reembed';
+    } & ReembedJob);
 };
 
 export type GetJobResponse = GetJobResponses[keyof GetJobResponses];
@@ -4924,7 +5048,9 @@ export type ResumeJobResponses = {
         kind: 'export';
     } & ExportJob) | ({
         kind: 'ingest';
-    } & IngestJob);
+    } & IngestJob) | ({
+        kind: 'reembed';
+    } & ReembedJob);
 };
 
 export type ResumeJobResponse = ResumeJobResponses[keyof ResumeJobResponses];
@@ -5599,6 +5725,42 @@ export type GetCollectionResponses = {
 };
 
 export type GetCollectionResponse = GetCollectionResponses[keyof GetCollectionResponses];
+
+export type UpdateCollectionData = {
+    body: CollectionUpdate;
+    path: {
+        /**
+         * Collection Id
+         *
+         * The collection's id.
+         */
+        collection_id: string;
+    };
+    query?: never;
+    url: '/rag/collections/{collection_id}';
+};
+
+export type UpdateCollectionErrors = {
+    /**
+     * An error, in Orchard's one shape.
+     */
+    default: ErrorResponse;
+};
+
+export type UpdateCollectionError = UpdateCollectionErrors[keyof UpdateCollectionErrors];
+
+export type UpdateCollectionResponses = {
+    /**
+     * Successful Response
+     */
+    200: CollectionUpdateResponse;
+    /**
+     * The embedder changes: a reembed job.
+     */
+    202: CollectionUpdateResponse;
+};
+
+export type UpdateCollectionResponse = UpdateCollectionResponses[keyof UpdateCollectionResponses];
 
 export type ListDocumentsData = {
     body?: never;

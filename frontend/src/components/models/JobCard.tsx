@@ -23,6 +23,7 @@ const STATUS: Record<Job["status"], { label: string; tone: Tone }> = {
   exporting: { label: "Exporting", tone: "info" },
   saving: { label: "Saving", tone: "info" },
   ingesting: { label: "Adding documents", tone: "info" },
+  embedding: { label: "Embedding", tone: "info" },
   ready: { label: "Ready", tone: "good" },
   failed: { label: "Failed", tone: "bad" },
   cancelled: { label: "Cancelled", tone: "warn" },
@@ -39,6 +40,7 @@ const NOUN: Record<Kind, { noun: string; Noun: string }> = {
   merge: { noun: "merge", Noun: "Merge" },
   export: { noun: "export", Noun: "Export" },
   ingest: { noun: "ingest", Noun: "Ingest" },
+  reembed: { noun: "re-embedding", Noun: "Re-embedding" },
 };
 
 const HINT: Partial<Record<Job["status"], string>> = {
@@ -83,13 +85,18 @@ const KIND_HINT: Record<Kind, Partial<Record<Job["status"], string>>> = {
     cancelled: "Stopped; the files already added stay, Resume adds the rest",
     interrupted: "Stopped by a server restart; Resume adds the files not yet added",
   },
+  reembed: {
+    embedding: "Embedding every chunk with the new embedder; searches use the old one until it is done",
+    cancelled: "Stopped; the collection keeps its old embedder, Resume starts again",
+    interrupted: "Stopped by a server restart; the collection keeps its old embedder, Resume starts again",
+  },
 };
 
 /** What the job works on, for its names: the model, the adapter being trained, the model being written. */
 function subject(job: Job): string {
   if (job.kind === "train") return job.spec.name;
   if (job.kind === "merge" || job.kind === "export") return job.name;
-  if (job.kind === "ingest") return job.collection_name;
+  if (job.kind === "ingest" || job.kind === "reembed") return job.collection_name;
   return job.model_id;
 }
 
