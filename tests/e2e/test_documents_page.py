@@ -1,7 +1,8 @@
 """The Documents page against the real backend: a collection created from the page, three files added by one ingest
 job (a Markdown note with a planted fact, an HTML page whose script is not text, a broken PDF reported by its name),
 the documents listed, searches that find the fact under its heading and nothing of the script, a retrieval measure,
-a document deleted, and a reload that keeps the collection open."""
+the embedder changed by a reembed job followed to its end, a document deleted, and a reload that keeps the collection
+open."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.support import Orchard, screenshot
+from tests.e2e.support import BrowserErrors, Orchard, screenshot
+from tests.factories import make_embedder
 
 INGEST_TIMEOUT_MS = 120_000  # the first ingest in a process loads the embedding model
 EMBEDDER_TIMEOUT_MS = 60_000  # a search or measure waiting for the embedder (loaded by then, but a busy machine)
@@ -59,7 +61,7 @@ def _search(main: Locator, text: str, mode: str) -> None:
 
 
 def test_a_collection_from_the_page_its_documents_searched_measured_and_deleted(
-    page: Page, orchard: Orchard, tmp_path: Path
+    page: Page, orchard: Orchard, browser_errors: BrowserErrors, tmp_path: Path
 ) -> None:
     page.goto("/models")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Documents", exact=True).click()
@@ -145,6 +147,30 @@ def test_a_collection_from_the_page_its_documents_searched_measured_and_deleted(
     expect(measure).to_contain_text(f"{measured['recall_at_k'] * 100:.1f}%")
     expect(measure).to_contain_text(f"{measured['mrr']:.3f}")
     expect(measure).to_contain_text(f"{measured['questions']} generated")
+
+    # A new embedder: every chunk embedded again by a reembed job, followed live, and the collection switched to it.
+    tiny = str(make_embedder(tmp_path / "tiny-embedder", dim=32))
+    region = main.get_by_role("region", name="Plant", exact=True)
+    region.get_by_label("New embedder").fill(tiny)
+    with page.expect_response(lambda r: r.request.method == "PATCH") as changed:
+        region.get_by_role("button", name="Re-embed").click()
+    assert changed.value.status == 202, changed.value.text()
+    reembed = changed.value.json()["job"]
+    card = region.get_by_role("list", name="Re-embedding jobs").get_by_role("article", name=reembed["title"])
+    expect(card.get_by_text("Ready", exact=True)).to_be_visible(timeout=INGEST_TIMEOUT_MS)
+    assert orchard.get(f"/jobs/{reembed['id']}").json()["status"] == "ready"
+    expect(region).to_contain_text(f"{tiny} (32 dims)")
+    expect(region.get_by_label("New embedder")).to_have_value("")
+    # The same embedder again is refused with the server's reason, shown on the form.
+    browser_errors.expect_failed_request(f"/rag/collections/{created['id']}", 400)
+    region.get_by_label("New embedder").fill(tiny)
+    region.get_by_role("button", name="Re-embed").click()
+    expect(region.get_by_text("Could not change the embedder")).to_be_visible()
+    expect(region).to_contain_text("The collection is already embedded with")
+    _search(main, "Zorblat-7", "keyword")
+    expect(results.get_by_role("listitem", name="Result 1", exact=True)).to_contain_text(
+        "field-notes.md", timeout=EMBEDDER_TIMEOUT_MS
+    )
 
     # The HTML document, deleted after confirming.
     main.get_by_role("button", name="Delete document visitor-guide.html").click()

@@ -163,7 +163,7 @@ describe("DocumentsPage", () => {
     const add = screen.getByRole("button", { name: "Add" });
     expect(add).toBeDisabled();
     const input = screen.getByLabelText("Documents to add");
-    expect(input).toHaveAttribute("accept", ".txt,.md,.markdown,.html,.htm,.pdf");
+    expect(input).toHaveAttribute("accept", ".txt,.md,.markdown,.html,.htm,.pdf,.docx");
     await user.upload(input, [
       new File(["# Note\nhello"], "note.md", { type: "text/markdown" }),
       new File(["%PDF-1.4 ..."], "manual.pdf", { type: "application/pdf" }),
@@ -349,6 +349,54 @@ describe("DocumentsPage", () => {
     const missed = within(measure).getByRole("list", { name: "Missed questions" });
     expect(within(missed).getAllByRole("listitem")).toHaveLength(1);
     expect(missed).toHaveTextContent("Where the pump ___ primed. (note.md)");
+  });
+
+  it("changes the embedder with a reembed job, shows it, and says why when the API refuses", async () => {
+    const { now, routes } = stage({ collections: [collection({ documents: 2, chunks: 9 })], documents: [doc()] });
+    const job = {
+      id: "re-1",
+      kind: "reembed" as const,
+      title: "Re-embed Manuals with /models/tiny",
+      collection_id: "col-1",
+      collection_name: "Manuals",
+      embedding_model: "/models/tiny",
+      previous_model: "all-MiniLM-L6-v2",
+      index_key: "col-1-abcd",
+      status: "ready" as const,
+      progress: { completed: 9, total: 9, unit: "chunks" as const, percent: 100 },
+      result: { chunks: 9, embedding_dim: 32 },
+      resumable: false,
+      created_at: "2025-01-02T10:06:00Z",
+      updated_at: "2025-01-02T10:07:00Z",
+      finished_at: "2025-01-02T10:07:00Z",
+    };
+    let refuse = false;
+    const api = mockApi({
+      ...routes,
+      "PATCH /rag/collections/col-1": () => {
+        if (refuse) return apiError(409, "collection_busy", "Files are being added to this collection (job ing-9); wait for it or cancel it.");
+        now.jobs = [job as unknown as IngestJob]; // GET /jobs answers every kind from one list here
+        return json({ collection: collection({ documents: 2, chunks: 9 }), job }, 202);
+      },
+    });
+    const { user } = renderPage();
+
+    const button = await screen.findByRole("button", { name: "Re-embed" });
+    expect(button).toBeDisabled();
+    await user.type(screen.getByLabelText("New embedder"), "/models/tiny");
+    await user.click(button);
+    await waitFor(() => expect(api.calls("PATCH /rag/collections/col-1")).toHaveLength(1));
+    expect(await api.calls("PATCH /rag/collections/col-1")[0].request.json()).toEqual({ embedding_model: "/models/tiny" });
+    const jobs = await screen.findByRole("list", { name: "Re-embedding jobs" });
+    expect(within(jobs).getByText("Re-embed Manuals with /models/tiny")).toBeInTheDocument();
+    expect(within(jobs).getByText("Ready")).toBeInTheDocument();
+    expect(screen.getByLabelText("New embedder")).toHaveValue("");
+
+    refuse = true;
+    await user.type(screen.getByLabelText("New embedder"), "other-model");
+    await user.click(screen.getByRole("button", { name: "Re-embed" }));
+    expect(await screen.findByText(/Files are being added to this collection \(job ing-9\)/)).toBeInTheDocument();
+    expect(screen.getByText("collection_busy")).toBeInTheDocument();
   });
 
   it("shows the API's errors as it words them", async () => {

@@ -17,6 +17,7 @@ import {
   listDocumentsQueryKey,
   listJobsOptions,
   queryCollectionMutation,
+  updateCollectionMutation,
   type CollectionInfo,
   type DocumentInfo,
   type IngestFile,
@@ -24,8 +25,9 @@ import {
   type JobList,
   type QueryHit,
   type QueryRequest,
+  type ReembedJob,
 } from "../api/queries";
-import { barTone, hintFor, JobButtons, jobError, jobNames, progressValue, statusOf, useJobControls } from "../components/models/JobCard";
+import { barTone, hintFor, JobButtons, JobCard, jobError, jobNames, progressValue, statusOf, useJobControls } from "../components/models/JobCard";
 import { rememberJob } from "../components/models/jobCache";
 import {
   Badge,
@@ -49,7 +51,7 @@ import { isActive, useJobEvents } from "../hooks/useJobEvents";
 type Mode = NonNullable<QueryRequest["mode"]>;
 
 const INGEST_JOBS = { query: { kind: "ingest" as const, limit: 10 } };
-const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf";
+const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx";
 const FILE_INPUT =
   "block w-full text-sm text-zinc-600 file:mr-3 file:rounded-lg file:border-0 file:bg-zinc-100 file:px-3 file:py-2 file:text-sm file:font-medium file:text-zinc-800 hover:file:bg-zinc-200 dark:text-zinc-400 dark:file:bg-zinc-800 dark:file:text-zinc-100 dark:hover:file:bg-zinc-700";
 const MODES: Array<[Mode, string]> = [
@@ -395,7 +397,7 @@ function AddDocuments({ collection }: { collection: CollectionInfo }) {
           <p className="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
             {files.length
               ? `${plural(files.length, "file")}, ${formatBytes(bytes)}.`
-              : "Text (.txt), Markdown (.md), HTML (.html) or PDF; several at once. The same content twice is added once."}
+              : "Text (.txt), Markdown (.md), HTML (.html), PDF or Word (.docx); several at once. The same content twice is added once."}
           </p>
         </div>
         <ErrorMessage error={add.error} title="Could not add the documents" onDismiss={() => add.reset()} />
@@ -409,6 +411,84 @@ function AddDocuments({ collection }: { collection: CollectionInfo }) {
         </ul>
       )}
     </Card>
+  );
+}
+
+// ---- the embedder -------------------------------------------------------------------------------------------
+
+const REEMBED_JOBS = { query: { kind: "reembed" as const, limit: 10 } };
+type Reembed = ReembedJob & { kind: "reembed" };
+
+function LiveReembedJobCard({ job }: { job: Reembed }) {
+  const queryClient = useQueryClient();
+  const { data } = useJobEvents(job.id);
+  const latest = data?.kind === "reembed" ? data : job;
+  const ended = !isActive(latest);
+  useEffect(() => {
+    if (ended) void refreshCollection(queryClient, latest.collection_id);
+  }, [ended, latest.collection_id, queryClient]);
+  return <JobCard job={latest} />;
+}
+
+/** Change the collection's embedder: a reembed job embeds every chunk again and switches when it is done. */
+function ChangeEmbedder({ collection }: { collection: CollectionInfo }) {
+  const queryClient = useQueryClient();
+  const [model, setModel] = useState("");
+  const jobs = useQuery({
+    ...listJobsOptions(REEMBED_JOBS),
+    refetchInterval: (query) => (query.state.data?.jobs.some(isActive) ? 3_000 : 15_000),
+  });
+  const change = useMutation({
+    ...updateCollectionMutation(),
+    onSuccess: ({ job }) => {
+      setModel("");
+      if (!job) return;
+      const started = { ...job, kind: "reembed" as const };
+      rememberJob(queryClient, started);
+      queryClient.setQueryData<JobList>(listJobsOptions(REEMBED_JOBS).queryKey, (old) => ({
+        jobs: [started, ...(old?.jobs ?? []).filter((other) => other.id !== job.id)],
+      }));
+    },
+  });
+  const mine = (jobs.data?.jobs ?? []).filter(
+    (job): job is Reembed => job.kind === "reembed" && job.collection_id === collection.id,
+  );
+  return (
+    <div className="mt-4 border-t border-zinc-100 pt-4 dark:border-zinc-800">
+      <form
+        className="flex flex-wrap items-end gap-3"
+        onSubmit={(event) => {
+          event.preventDefault();
+          change.mutate({ path: { collection_id: collection.id }, body: { embedding_model: model.trim() } });
+        }}
+      >
+        <div className="min-w-0 flex-1">
+          <TextField
+            label="New embedder"
+            value={model}
+            maxLength={4096}
+            placeholder="all-MiniLM-L6-v2, a sentence-transformers folder, or a Hub id"
+            hint="Every chunk is embedded again; searches and chat use the current embedder until that is done."
+            onChange={(e) => {
+              change.reset();
+              setModel(e.target.value);
+            }}
+          />
+        </div>
+        <Button type="submit" busy={change.isPending} disabled={!model.trim()}>
+          Re-embed
+        </Button>
+      </form>
+      <ErrorMessage error={change.error} title="Could not change the embedder" onDismiss={() => change.reset()} />
+      <ErrorMessage error={jobs.error} title="Could not list the re-embedding jobs" />
+      {mine.length > 0 && (
+        <ul aria-label="Re-embedding jobs" className="divide-y divide-zinc-100 dark:divide-zinc-800">
+          {mine.map((job) => (
+            <li key={job.id}>{isActive(job) ? <LiveReembedJobCard job={job} /> : <JobCard job={job} />}</li>
+          ))}
+        </ul>
+      )}
+    </div>
   );
 }
 
@@ -667,6 +747,7 @@ function CollectionView({ collection }: { collection: CollectionInfo }) {
             ["Created", formatDate(collection.created_at)],
           ]}
         />
+        <ChangeEmbedder collection={collection} />
       </Card>
       <AddDocuments collection={collection} />
       <Documents collection={collection} />
