@@ -8,6 +8,8 @@ enforced: a missed target is a finding, not a failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -22,13 +24,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 
 from bench.harness import ROOT, LatencyProbe, free_port, median, percentile, run_python, server, wait_for
 from bench.models import model_path, parameter_count
+
+if TYPE_CHECKING:
+    from backend.services.rag_store import ChunkStore
 
 GB = 1024**3  # Orchard reports memory in GiB (its "GB"), so the benchmark does too
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -905,12 +910,13 @@ def synthetic_notes(n: int, seed: int = 3) -> list[tuple[str, bytes]]:
 def bench_rag(work: Path, documents: int = 200, sizes: tuple[int, ...] = (10_000, 100_000)) -> Section:
     """Ingest through the API vs plain sentence-transformers encoding of the same chunks; the index's query
     latency at 10k and 100k chunks vs numpy exact search over the same vectors."""
-    import numpy as np
     from sentence_transformers import SentenceTransformer
 
     from backend.services.rag_documents import chunk, parse
+    from backend.services.rag_pgvector import PgvectorStore
     from backend.services.rag_pipeline import embedder_path
-    from backend.services.rag_store import SqliteStore, StoredChunk
+    from backend.services.rag_store import SqliteStore
+    from tests import postgres
 
     notes = synthetic_notes(documents)
     with server(work / "rag", warmup=False) as orchard, orchard.client() as client:
@@ -948,11 +954,40 @@ def bench_rag(work: Path, documents: int = 200, sizes: tuple[int, ...] = (10_000
             None,
         )
     ]
+    with contextlib.ExitStack() as stack:
+        stores: list[Callable[[int], ChunkStore]] = [lambda size: SqliteStore(work / f"index-{size}.db")]
+        why = postgres.unavailable()
+        if why:
+            log(f"rag: no pgvector rows ({why})")
+        else:
+            pg = stack.enter_context(postgres.server())
+            stores.append(lambda size: PgvectorStore(pg.database()))
+        rows += query_rows(stores, sizes)
+    return Section(
+        "Documents (RAG)",
+        f"Ingest: {documents} synthetic Markdown notes in one `POST /rag/collections/{{id}}/documents?wait=true` "
+        "(upload, parse, chunk with the embedder's tokenizer, embed with the bundled all-MiniLM-L6-v2, write the "
+        "index), after a warm-up file loads the embedder; plain: sentence-transformers encoding the same chunk "
+        "texts in the benchmark process. Query: the chunk index directly, 50 random unit queries over random "
+        "384-d vectors; plain: numpy's exact top-10 over the same matrix in memory (no storage at all). The "
+        "pgvector rows run where PostgreSQL and pgvector are installed, on a throwaway local server "
+        "(tests/postgres.py), over a socket on this machine.",
+        rows,
+    )
+
+
+def query_rows(stores: list[Callable[[int], ChunkStore]], sizes: tuple[int, ...]) -> list[Row]:
+    """Each store's vector and keyword top-10 latency at each size, against numpy over the same vectors."""
+    import numpy as np
+
+    from backend.services.rag_store import StoredChunk
+
+    rows = []
     rng = np.random.default_rng(0)
-    for size in sizes:
+    for size, make in itertools.product(sizes, stores):
         vectors = rng.standard_normal((size, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store = SqliteStore(work / f"index-{size}.db")
+        store = make(size)
         for at in range(0, size, 5000):
             batch = [
                 StoredChunk(f"c{i}", "bench", f"d{i // 10}", "f.md", i % 10, " ".join(rng.choice(WORDS, 30)), None,
@@ -990,7 +1025,7 @@ def bench_rag(work: Path, documents: int = 200, sizes: tuple[int, ...] = (10_000
         )
         rows.append(
             Row(
-                f"keyword (BM25) top-10 at {size:,} chunks, p50 / p99",
+                f"keyword (BM25) top-10 at {size:,} chunks, p50 / p99 ({backend})",
                 f"{fmt_ms(median(keyword))} / {fmt_ms(percentile(keyword, 99))}",
                 "—",
                 "",
@@ -998,15 +1033,7 @@ def bench_rag(work: Path, documents: int = 200, sizes: tuple[int, ...] = (10_000
                 None,
             )
         )
-    return Section(
-        "Documents (RAG)",
-        f"Ingest: {documents} synthetic Markdown notes in one `POST /rag/collections/{{id}}/documents?wait=true` "
-        "(upload, parse, chunk with the embedder's tokenizer, embed with the bundled all-MiniLM-L6-v2, write the "
-        "index), after a warm-up file loads the embedder; plain: sentence-transformers encoding the same chunk "
-        "texts in the benchmark process. Query: the chunk index directly, 50 random unit queries over random "
-        "384-d vectors; plain: numpy's exact top-10 over the same matrix in memory (no storage at all).",
-        rows,
-    )
+    return rows
 
 
 # --------------------------------------------------------------------------- 6. API overhead

@@ -369,6 +369,56 @@ def test_pgvector_text_round_trips(store: ChunkStore) -> None:
     assert store.keyword_search("c", "naïve", 1)[0][0] == chunk[0].id
 
 
+def test_pgvector_bm25_is_okapi_bm25(pg_database: str) -> None:
+    """The SQL's scores equal Okapi BM25 computed here from each row's own tsvector (field-weighted term counts,
+    FTS5's idf, k1 1.2, b 0.75), for a query whose words are rare, common and absent, across two collections."""
+    from math import log
+
+    from backend.services.rag_pgvector import BM25_B, BM25_K1, FIELD_WEIGHTS
+    from backend.services.rag_store import TERM
+
+    store = PgvectorStore(pg_database)
+    texts = [
+        "The Zorblat-7 reactor vents through valve XK-42; the reactor cools.",
+        "Valves and valve seats: every reactor valve is checked weekly.",
+        *[f"Routine note {i}: the reactor hall was swept." for i in range(12)],
+        "Nothing here matches the question at all.",
+    ]
+    chunks = make_chunks("c", "d", texts, filename="valve-manual.txt")
+    store.add(chunks, unit(np.random.default_rng(12), len(chunks), 8))
+    store.add(make_chunks("other", "x", ["reactor valve valve valve"]), unit(np.random.default_rng(13), 1, 8))
+    query = "Which valve does the Zorblat-7 reactor use? pumps"
+    try:
+        with store._connection() as db:
+            words = " ".join(term.casefold() for term in TERM.findall(query))  # what keyword_search sends
+            terms = {row[0] for row in db.run("SELECT lexeme FROM unnest(to_tsvector('english', :q))", q=words)}
+            rows = db.run(
+                "SELECT c.id, u.lexeme, u.weights FROM orchard_rag_chunks c, unnest(c.tsv) u "
+                "WHERE c.collection_id = 'c'"
+            )
+        docs: dict[str, dict[str, float]] = {}
+        for chunk_id, lexeme, weights in rows:
+            docs.setdefault(chunk_id, {})[lexeme] = sum(FIELD_WEIGHTS[w] for w in weights)
+        lengths = {chunk_id: len(lexemes) for chunk_id, lexemes in docs.items()}
+        n, mean = len(docs), sum(lengths.values()) / len(docs)
+        df = {t: sum(t in lexemes for lexemes in docs.values()) for t in terms}
+        expected = {}
+        for chunk_id, lexemes in docs.items():
+            score = 0.0
+            for t in terms & lexemes.keys():
+                idf = max(log((n - df[t] + 0.5) / (df[t] + 0.5)), 1e-6)
+                tf = lexemes[t]
+                score += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * lengths[chunk_id] / mean))
+            if score:
+                expected[chunk_id] = score
+        found = store.keyword_search("c", query, 100)
+        assert len(expected) == n - 1 and {"valv", "reactor", "zorblat", "pump"} <= terms
+        assert dict(found) == pytest.approx(expected, rel=1e-9)
+        assert found[0][0] == chunks[0].id and found[1][0] == chunks[1].id
+    finally:
+        store.close()
+
+
 def test_pgvector_urls_and_errors(postgres_server: postgres.Server, pg_database: str) -> None:
     """The URL's parts reach the driver (password never in the description); an unreachable server, a missing
     database and a user who may not create the extension each fail at once with a message that says so."""
