@@ -532,6 +532,7 @@ from transformers import AutoModelForCausalLM
 from backend.services.batching import BatchDecoder
 path, dtype, max_new = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+plain_model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()  # as loaded, untouched
 params = types.SimpleNamespace(temperature=0, repetition_penalty=1.0, top_k=0, top_p=1.0, seed=None)
 prompt = list(range(10, 40))
 out = {}
@@ -550,11 +551,11 @@ for rows in (1, 4, 8):
         ours.append(rows * max_new / (time.perf_counter() - started))
         ids = torch.tensor([prompt] * rows)
         started = time.perf_counter()
-        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, min_new_tokens=max_new,
+        plain_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, min_new_tokens=max_new,
                        do_sample=False)
         plain.append(rows * max_new / (time.perf_counter() - started))
     out[rows] = (max(ours), max(plain))
-print(json.dumps(out))
+print(json.dumps({"rows": out, "weight_first": model._orchard_weight_first}))
 """
 
 
@@ -568,7 +569,9 @@ def decode_ceiling(path: Path, dtype: str, max_new: int) -> list[Row]:
         text=True,
         check=True,
     )
-    figures = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = {int(k): v for k, v in result["rows"].items()}
+    log(f"decode: the decoder multiplies {'W @ x.T' if result['weight_first'] else 'x @ W.T'} for few rows")
     rows = []
     for n, (ours, plain) in figures.items():
         log(f"decode batch {n}: {ours:.1f} tok/s ours, {plain:.1f} generate")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from backend.config import Settings
 from backend.errors import ServerBusyError
 from backend.schemas.chat import ChatMessage, SamplingParams
+from backend.services.batching import WEIGHT_FIRST_ROWS, BatchDecoder, use_weight_first
 from backend.services.chat_service import ChatService, DoneEvent, Generation, TokenEvent
 from backend.services.model_service import ModelService
 from tests.factories import make_model
@@ -30,14 +32,19 @@ def chat_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_model(tmp_path_factory.mktemp("batching") / "tiny-llama", "llama", context_length=2048)
 
 
-@pytest.fixture(params=["llama", "gpt2"])
+@pytest.fixture(params=["llama", "llama, W @ x.T", "gpt2"])
 def chat(
     request: pytest.FixtureRequest, settings: Settings, chat_llama: Path, model_store: Path
 ) -> Iterator[ChatService]:
-    """A chat service over a loaded model: Llama (rotary positions) and GPT-2 (learned positions)."""
-    folder = chat_llama if request.param == "llama" else model_store / "tiny-gpt2"
+    """A chat service over a loaded model: Llama (rotary positions) with PyTorch's own linear layers and with the
+    weight-first products the decoder picks where the BLAS is faster that way, and GPT-2 (learned positions)."""
+    folder = model_store / "tiny-gpt2" if request.param == "gpt2" else chat_llama
     service = ModelService(settings)
-    service.load_local(folder)
+    model, _, _ = service.load_local(folder)
+    if request.param == "llama":
+        model._orchard_weight_first = False  # decided: the decoder does not measure it again
+    elif request.param == "llama, W @ x.T":
+        use_weight_first(model)
     chat = ChatService(settings, service.cache)
     yield chat
     chat.shutdown()
@@ -204,3 +211,29 @@ def test_no_more_share_the_batch_than_the_kv_cache_has_memory_for(settings: Sett
         chat.shutdown()
     assert most == 1
     assert all(d.usage.completion_tokens > 0 for d in done)
+
+
+def test_weight_first_linear_layers_compute_the_same_logits(chat_llama: Path) -> None:
+    """W @ x.T for a few rows, PyTorch's product beyond: the logits of 1 to 8 rows and of a long prompt agree with the
+    plain model's to float rounding; applying it twice changes nothing; the decoder on CPU decides once per model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(chat_llama).eval()
+    ours = AutoModelForCausalLM.from_pretrained(chat_llama).eval()
+    use_weight_first(ours)
+    use_weight_first(ours)
+    linears = [m for m in ours.modules() if type(m) is torch.nn.Linear]
+    assert linears and all("forward" in vars(m) for m in linears)
+    copied = copy.deepcopy(ours)  # its layers multiply their own weights
+    assert all(m.forward.__self__ is m for m in copied.modules() if type(m) is torch.nn.Linear)
+    with torch.inference_mode():
+        for shape in [(1, 1), (4, 1), (WEIGHT_FIRST_ROWS, 1), (WEIGHT_FIRST_ROWS + 1, 1), (3, 17)]:
+            ids = torch.randint(5, 200, shape)
+            assert torch.allclose(ours(ids).logits, plain(ids).logits, atol=1e-5, rtol=1e-4), shape
+
+    fresh = AutoModelForCausalLM.from_pretrained(chat_llama).eval()
+    BatchDecoder(fresh)
+    decided = fresh._orchard_weight_first
+    assert decided in (True, False)
+    assert all(("forward" in vars(m)) == decided for m in fresh.modules() if type(m) is torch.nn.Linear)
