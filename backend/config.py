@@ -128,7 +128,11 @@ class Settings(BaseSettings):
         512, ge=1, description="Tokens a reply may have when the request does not say (max_tokens)."
     )
     chat_max_batch: int = Field(
-        8, ge=1, le=256, description="Chat replies that share one decoding step (batched); 1 = one at a time."
+        8,
+        ge=1,
+        le=256,
+        description="Chat replies that share one decoding step (batched), on transformers and llama.cpp; "
+        "1 = one at a time.",
     )
     chat_queue_size: int = Field(
         8, ge=0, description="Chat requests that may wait for the model; past it they get 503 with Retry-After."
@@ -137,7 +141,7 @@ class Settings(BaseSettings):
         4096,
         ge=256,
         description="Context length, in tokens, of GGUF models on llama.cpp (at most the model's own); "
-        "its KV cache is allocated at load.",
+        "its KV cache is allocated at load and shared by the replies that run together.",
     )
 
     # --- Training defaults (used by fine-tuning) ---

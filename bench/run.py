@@ -478,45 +478,52 @@ def bench_generation(work: Path, config: tuple[str, str], reps: int, max_new: in
     )
 
 
+def concurrent_clients(url: str, model: str, max_new: int, engine: str = "") -> list[Row]:
+    """1, 4 and 8 streaming clients started together: aggregate tokens/s against one client alone, and the time
+    to first token p50 / p99."""
+    rows = []
+    single_rate = None
+    for clients in (1, 4, 8):
+        results: list[tuple[float, float, int]] = []
+
+        def one(into: list[tuple[float, float, int]] = results) -> None:
+            into.append(stream_completion(url, model, max_new))
+
+        threads = [threading.Thread(target=one) for _ in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+        rate = sum(r[2] for r in results) / wall
+        single_rate = single_rate or rate
+        ttfts = sorted(r[0] for r in results)
+        p99 = ttfts[min(len(ttfts) - 1, round(0.99 * (len(ttfts) - 1)))]
+        log(f"{engine}concurrency {clients}: {rate:.1f} tok/s; TTFT p50 {median(ttfts):.0f} ms, p99 {p99:.0f} ms")
+        goal, met = ("≥ 2.5×", rate / single_rate >= 2.5) if clients == 4 else ("", None)
+        rows.append(
+            Row(
+                f"{engine}{clients} client{'s' if clients > 1 else ''}: aggregate tokens/s; TTFT p50 / p99",
+                f"{rate:.1f}; {fmt_ms(median(ttfts))} / {fmt_ms(p99)}",
+                f"{single_rate:.1f} (one client)",
+                f"{rate / single_rate:.2f}×",
+                goal,
+                met,
+            )
+        )
+    return rows
+
+
 def bench_concurrency(work: Path, config: tuple[str, str], max_new: int = 64) -> Section:
     """1, 4 and 8 streaming clients at once: aggregate tokens/s vs one client, and time to first token."""
     path = model_path(*config)
-    rows = []
     with server(work / "conc") as orchard, orchard.client() as client:
         wait_for(lambda: client.get("/health").json()["warmup"] == "done", timeout=120, what="warm-up")
         client.post("/model/upload", params={"model_path": str(path), "dtype": config[1]}).raise_for_status()
         model = client.get("/v1/models").json()["data"][0]["id"]
         stream_completion(orchard.url, model, 8)  # warm
-        single_rate = None
-        for clients in (1, 4, 8):
-            results: list[tuple[float, float, int]] = []
-
-            def one(into: list[tuple[float, float, int]] = results) -> None:
-                into.append(stream_completion(orchard.url, model, max_new))
-
-            threads = [threading.Thread(target=one) for _ in range(clients)]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - started
-            rate = sum(r[2] for r in results) / wall
-            single_rate = single_rate or rate
-            ttfts = sorted(r[0] for r in results)
-            p99 = ttfts[min(len(ttfts) - 1, round(0.99 * (len(ttfts) - 1)))]
-            log(f"concurrency {clients}: {rate:.1f} tok/s aggregate; TTFT p50 {median(ttfts):.0f} ms, p99 {p99:.0f} ms")
-            goal, met = ("≥ 2.5×", rate / single_rate >= 2.5) if clients == 4 else ("", None)
-            rows.append(
-                Row(
-                    f"{clients} client{'s' if clients > 1 else ''}: aggregate tokens/s; TTFT p50 / p99",
-                    f"{rate:.1f}; {fmt_ms(median(ttfts))} / {fmt_ms(p99)}",
-                    f"{single_rate:.1f} (one client)",
-                    f"{rate / single_rate:.2f}×",
-                    goal,
-                    met,
-                )
-            )
+        rows = concurrent_clients(orchard.url, model, max_new)
     return Section(
         "Concurrent chat",
         f"{config[0]} {config[1]}, greedy, {max_new} new tokens, streaming `/v1/chat/completions` clients started "
@@ -813,6 +820,7 @@ def bench_llama(work: Path, config: tuple[str, str], reps: int, max_new: int = 9
             raise RuntimeError("llama.cpp is not installed here (scripts/bench adds it where a C++ compiler is found)")
         stream_completion(orchard.url, "bench-q8_0", 8)  # warm
         runs = [stream_completion(orchard.url, "bench-q8_0", max_new) for _ in range(reps)]
+        concurrent = concurrent_clients(orchard.url, "bench-q8_0", max_new, engine="llama.cpp, ")
         client.post("/model/upload", params={"model_path": str(path), "dtype": config[1]}).raise_for_status()
         model = client.get("/v1/models").json()["data"][0]["id"]
         stream_completion(orchard.url, model, 8)
@@ -829,7 +837,8 @@ def bench_llama(work: Path, config: tuple[str, str], reps: int, max_new: int = 9
         "the client, on the llama.cpp engine (the first row) and on the transformers engine with the source's "
         f"{config[1]} safetensors (the third). Plain: llama-cpp-python's `generate` in the benchmark process on the "
         "same file, with the same prompt ids, context and threads. Median of "
-        f"{reps}; the random-weight model may end a reply early at its EOS, the same for both.",
+        f"{reps}; the random-weight model may end a reply early at its EOS, the same for both. The last rows: 1, 4 "
+        "and 8 clients started together on the llama.cpp engine (one `llama_decode` per step for all).",
         [
             Row(
                 "tokens per second",
@@ -855,6 +864,7 @@ def bench_llama(work: Path, config: tuple[str, str], reps: int, max_new: int = 9
                 "",
                 None,
             ),
+            *concurrent,
         ],
     )
 

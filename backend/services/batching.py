@@ -44,6 +44,7 @@ class Row:
     processors: Any = None  # a LogitsProcessorList, or None for plain greedy
     sample: bool = False
     generator: Any = None
+    reserve: int = 0  # cache positions it may fill: its prompt and its longest reply
 
 
 class Decoder(Protocol):
@@ -56,6 +57,8 @@ class Decoder(Protocol):
     rows: list[Row]
     max_rows: int | None  # None: as many as the setting and memory allow
     kv_bytes_per_token: int  # what one more token of one more row costs; 0 when the cache is allocated up front
+
+    def free_cells(self) -> int | None: ...  # cache positions a newcomer may reserve; None: bounded by memory only
 
     def new_row(self, params: Any, prompt_ids: list[int]) -> Row: ...
     def prefill(self, rows: list[Row]) -> Any: ...
@@ -100,6 +103,10 @@ class BatchDecoder:
         return Row(
             key=None, ids=list(prompt_ids), length=0, processors=processors, sample=sampling, generator=generator
         )
+
+    def free_cells(self) -> None:
+        """The cache grows with the batch: how many rows fit is a question of memory (the chat service asks)."""
+        return None
 
     @staticmethod
     def can_batch(model: Any) -> bool:

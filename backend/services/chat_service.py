@@ -249,6 +249,7 @@ class _Sequence:
     @classmethod
     def start(cls, generation: Generation, loaded: LoadedModel, decoder: Decoder) -> _Sequence:
         row = decoder.new_row(generation.params, generation.prompt_ids)
+        row.reserve = len(generation.prompt_ids) + generation.max_new_tokens
         seq = cls(
             generation=generation,
             row=row,
@@ -308,6 +309,8 @@ class ChatService:
                     stops += FALLBACK_STOPS
             else:
                 prompt_ids = list(loaded.tokenizer(prompt or "", add_special_tokens=True)["input_ids"])
+            if not prompt_ids:  # a model without BOS given an empty prompt: nothing to continue from
+                raise InvalidRequestError("The prompt is empty: give the model some text to continue.", param="prompt")
             max_new = self._budget(loaded, len(prompt_ids), params.max_new_tokens)
             generation = Generation(
                 id=next(self._ids),
@@ -441,8 +444,24 @@ class ChatService:
         return max(min(self.queue.slots, limit) - running, 0)
 
     def _kv_fits(self, decoder: Decoder | None) -> Callable[[Generation], bool]:
-        """Whether one more sequence's KV cache (prompt + reply at most) fits in the memory free on the device."""
-        if decoder is None or decoder.size == 0 or not decoder.kv_bytes_per_token:
+        """Whether one more sequence's KV cache (prompt + reply at most) fits: in the cache's free cells where the
+        cache is allocated up front (llama.cpp), else in the memory free on the device."""
+        if decoder is None or decoder.size == 0:
+            return lambda generation: True
+        cells = decoder.free_cells()
+        if cells is not None:
+            left = cells
+
+            def fits_cells(generation: Generation) -> bool:
+                nonlocal left
+                need = len(generation.prompt_ids) + generation.max_new_tokens
+                if need > left:
+                    return False
+                left -= need  # the queue takes it: the next one counts what is left after it
+                return True
+
+            return fits_cells
+        if not decoder.kv_bytes_per_token:
             return lambda generation: True
         per_token = decoder.kv_bytes_per_token
         free = self.optimizer.memory_available_gb(decoder.device.type) * GB
@@ -587,9 +606,11 @@ class ChatService:
 
 
 def make_decoder(loaded: LoadedModel) -> Decoder:
-    """The decoder of the loaded model's engine: batched steps on transformers, one sequence on llama.cpp."""
+    """The decoder of the loaded model's engine: a new batch on transformers; on llama.cpp the model's one decoder,
+    which keeps its sequences' caches between batches."""
     if loaded.engine == "llama.cpp":
-        return LlamaDecoder(loaded.model)
+        decoder: LlamaDecoder = loaded.decoder
+        return decoder
     return BatchDecoder(loaded.model)
 
 

@@ -13,9 +13,10 @@ What the chat service needs of an engine is small, and this module gives it for 
 - :class:`LlamaTokenizer` is the part of a transformers tokenizer chat uses (encode, decode, the chat template,
   the special tokens), backed by llama.cpp's own tokenizer and the file's template, so the ids are the ones the
   model was exported with.
-- :class:`LlamaDecoder` has the batch decoder's surface (:mod:`backend.services.batching`), one sequence at a time:
-  llama.cpp samples with each request's settings, reuses the KV cache of the longest common prompt prefix (the
-  previous turns of a conversation), and a cancel ends the reply after the token in progress.
+- :class:`LlamaDecoder` has the batch decoder's surface (:mod:`backend.services.batching`): concurrent replies
+  decode together in one ``llama_decode`` per step over a KV cache they share, each sampled with its own settings
+  and seed; a prompt reuses the cache of the longest prefix it shares with an earlier one (the previous turns of
+  a conversation), and a cancel ends the reply after the token in progress.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import random
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 ENGINE = "llama.cpp"
 KV_ELEMENT_BYTES = 2  # llama.cpp keeps keys and values in f16 by default
+OPENING_CONTEXT = 256  # the context Llama opens with, before load() gives it the real one
 COMPUTE_OVERHEAD = 0.10  # scratch buffers for a forward, as a share of the weights (at least 64 MB)
 
 INSTALL_HINT = (
@@ -126,11 +128,13 @@ def gpu_offload() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
-def load(path: Path, *, n_ctx: int, device: str) -> tuple[Any, LlamaTokenizer, str]:
+def load(path: Path, *, n_ctx: int, device: str, sequences: int = 1) -> tuple[Any, LlamaTokenizer, str]:
     """Open a GGUF file on llama.cpp: ``(the Llama, its tokenizer, the device it runs on)``.
 
     Every layer goes to the GPU when ``device`` is one and the build supports it; otherwise the CPU, with a thread
-    per physical core (llama.cpp's own advice: hyperthreads slow it down).
+    per physical core (llama.cpp's own advice: hyperthreads slow it down). The context holds up to ``sequences``
+    sequences in one KV cache of ``n_ctx`` cells they share (llama.cpp's unified cache, as llama-server's parallel
+    slots use it): the memory is that of one ``n_ctx`` context however many replies run.
 
     Raises:
         EngineUnavailableError: llama-cpp-python is not installed.
@@ -143,15 +147,36 @@ def load(path: Path, *, n_ctx: int, device: str) -> tuple[Any, LlamaTokenizer, s
     threads = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
     llm = Llama(
         model_path=str(path),
-        n_ctx=n_ctx,
-        n_batch=min(512, n_ctx),
+        n_ctx=OPENING_CONTEXT,  # Llama's own one-sequence context, replaced at once by the one chat decodes on
+        n_batch=OPENING_CONTEXT,
         n_gpu_layers=-1 if on_gpu else 0,
         n_threads=threads,
         n_threads_batch=psutil.cpu_count() or threads,
         seed=random.getrandbits(31),
         verbose=False,
     )
+    try:
+        _open_context(llm, n_ctx=n_ctx, sequences=sequences)
+    except BaseException:
+        llm.close()
+        raise
     return llm, LlamaTokenizer(llm), device if on_gpu else "cpu"
+
+
+def _open_context(llm: Any, *, n_ctx: int, sequences: int) -> None:
+    """Replace the context ``Llama`` made (one sequence) with one for ``sequences`` sequences sharing ``n_ctx``
+    cells. llama-cpp-python's ``Llama`` has no parameter for it (it sets ``n_seq_max`` for embeddings only)."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    params = llm.context_params
+    params.n_ctx = n_ctx
+    params.n_batch = params.n_ubatch = min(512, n_ctx)
+    params.n_seq_max = max(1, min(sequences, llama_cpp.llama_max_parallel_sequences()))
+    params.kv_unified = True  # one cache of n_ctx cells for all sequences, not n_ctx / n_seq_max each
+    llm._ctx.close()
+    llm._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    llm._n_ctx = llm.n_ctx()
 
 
 def memory_bytes(llm: Any, summary: GgufSummary) -> int:
@@ -266,77 +291,224 @@ def _token(token: int) -> int | None:
     return int(token) if token is not None and token >= 0 else None
 
 
-@dataclass
-class _Settings:
-    """One request's sampling settings, in llama.cpp's terms."""
+class _Sampling:
+    """One row's place in the cache (its sequence id) and its sampler: the chain ``Llama.generate`` builds, with
+    the request's settings and seed (the repetition penalty looks at the last 64 tokens, as in llama-cpp-python)."""
 
-    temp: float
-    top_p: float
-    top_k: int
-    repeat_penalty: float
-    seed: int | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, llm: Any, params: Any) -> None:
+        import llama_cpp as ll
+
+        temp = max(params.temperature, 0.0)
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        penalty = params.repetition_penalty
+        parts = [ll.llama_sampler_init_penalties(llm.n_vocab(), llm.last_n_tokens_size, penalty, 0.0, 0.0)]
+        if temp == 0.0:
+            parts.append(ll.llama_sampler_init_greedy())
+        else:
+            parts += [
+                ll.llama_sampler_init_top_k(params.top_k or 0),  # llama.cpp: 0 is "no top-k", as in Orchard's
+                ll.llama_sampler_init_typical(1.0, 1),  # transformers' defaults: no typical sampling, no min-p
+                ll.llama_sampler_init_top_p(params.top_p, 1),
+                ll.llama_sampler_init_min_p(0.0, 1),
+                ll.llama_sampler_init_temp(temp),
+                ll.llama_sampler_init_dist(params.seed if params.seed is not None else random.getrandbits(32)),
+            ]
+        for part in parts:
+            ll.llama_sampler_chain_add(chain, part)  # the chain owns its parts and frees them with itself
+        self._chain: Any = chain
+        self.seq = -1
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits at ``index`` of the last decoded batch (the chain records it)."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx.ctx, index))
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
 
 
 class LlamaDecoder:
-    """The batch decoder's surface over llama.cpp, one sequence at a time (``max_rows`` 1): requests beyond it wait
-    in the fair queue. ``prefill`` evaluates the prompt (reusing the cached prefix) and samples the first token;
-    each ``step`` feeds the last token and samples the next. The "logits" handed to :meth:`choose` are the tokens
-    llama.cpp's sampler already picked."""
+    """The batch decoder's surface over llama.cpp: up to ``max_rows`` sequences decode together, one
+    ``llama_decode`` per step for all of them, in one KV cache they share (:func:`load` makes the context).
 
-    max_rows: int | None = 1
+    Each row holds one of the context's sequence ids while it runs. A sequence's cache outlives its reply: the next
+    prompt takes the idle sequence whose cached tokens share the longest prefix with it (the previous turns of a
+    conversation) and evaluates only the rest, as ``Llama.generate`` does for its one sequence. Idle caches are
+    dropped, least recently used first, when a new row needs their cells.
+
+    Cells are reserved for what a row may fill, its prompt and its longest reply (:attr:`Row.reserve`), so a step
+    never runs out of them: :meth:`free_cells` says how many a newcomer may take, and the chat service leaves
+    those that do not fit waiting in the queue. The decoder is made once per loaded model (the caches it keeps are
+    that model's); the "logits" it hands :meth:`choose` are the tokens each row's sampler already picked.
+    """
+
     kv_bytes_per_token = 0  # the KV cache was allocated at load, for the whole context
 
     def __init__(self, llm: Any) -> None:
+        import llama_cpp
+
         self.model = llm
         self.device = "cpu"  # unused by llama.cpp's rows; there for the decoder's surface
         self.rows: list[Row] = []
-        self._tokens: Any = None  # the running llama.cpp generator
+        self._ctx = llm._ctx
+        self._memory = llama_cpp.llama_get_memory(self._ctx.ctx)
+        self.max_rows: int | None = int(llama_cpp.llama_n_seq_max(self._ctx.ctx))
+        self.cells = int(self._ctx.n_ctx())
+        self._n_batch = int(llama_cpp.llama_n_batch(self._ctx.ctx))
+        self._batch: Any = llama_cpp.llama_batch_init(max(self._n_batch, self.max_rows), 0, 1)
+        sequences = self.max_rows
+        self._cached: list[list[int]] = [[] for _ in range(sequences)]  # each sequence's tokens in the cache
+        self._last_used = [0.0] * sequences  # 0: empty
+        self.evaluated = 0  # prompt tokens evaluated so far (those a cached prefix spared are not counted)
 
     def new_row(self, params: Any, prompt_ids: list[int]) -> Row:
-        settings = _Settings(
-            temp=max(params.temperature, 0.0),
-            top_p=params.top_p,
-            top_k=params.top_k or 0,  # llama.cpp: 0 is "no top-k", as in Orchard's settings
-            repeat_penalty=params.repetition_penalty,
-            seed=params.seed,
-        )
-        return Row(key=None, ids=list(prompt_ids), length=0, processors=settings, sample=params.temperature > 0)
+        sampling = _Sampling(self.model, params)
+        return Row(key=None, ids=list(prompt_ids), length=0, processors=sampling, sample=params.temperature > 0)
+
+    def free_cells(self) -> int:
+        """Cache cells a newcomer may reserve: all of them less what the running rows reserved (idle sequences'
+        caches give theirs up when needed)."""
+        return self.cells - sum(self._reserved(row) for row in self.rows)
+
+    def _reserved(self, row: Row) -> int:
+        return max(row.reserve, len(self._cached[row.processors.seq]))
+
+    # ----------------------------------------------------------------- rows in and out
 
     def prefill(self, rows: list[Row]) -> list[int]:
-        if self.rows or len(rows) != 1:
-            raise RuntimeError("the llama.cpp engine runs one sequence at a time")
-        row = rows[0]
-        settings: _Settings = row.processors
-        self.model.set_seed(settings.seed if settings.seed is not None else random.getrandbits(31))
-        self._tokens = self.model.generate(
-            row.ids,
-            temp=settings.temp,
-            top_p=settings.top_p,
-            top_k=settings.top_k,
-            min_p=0.0,  # transformers' defaults: no min-p, no typical sampling
-            typical_p=1.0,
-            repeat_penalty=settings.repeat_penalty,
-            reset=True,  # keeps the cached prefix the new prompt shares with the last one
-        )
-        self.rows = [row]
-        row.length = len(row.ids)
-        return [next(self._tokens)]
+        """Give each new row a sequence (reusing its cached prefix), evaluate the rest of the prompts together and
+        sample each one's first token."""
+        if len(self.rows) + len(rows) > len(self._cached):
+            raise RuntimeError(f"the llama.cpp context holds {len(self._cached)} sequences")
+        work: list[tuple[Row, int]] = []  # each row and where its evaluation starts
+        for row in rows:
+            work.append((row, self._seat(row)))
+            self.rows.append(row)
+        try:
+            self._make_room()
+            firsts = self._evaluate(work)
+        except BaseException:  # the newcomers leave with nothing of theirs left in the cache
+            for row in rows:
+                self._drop(row.processors.seq, 0)
+            self.leave(rows)
+            raise
+        for row, _ in work:
+            row.length = len(row.ids)
+            self._cached[row.processors.seq] = list(row.ids)
+        return [firsts[id(row)] for row in rows]
+
+    def _evaluate(self, work: list[tuple[Row, int]]) -> dict[int, int]:
+        """Decode the prompts from where each one's cache ends, ``n_batch`` tokens at a time; each row's first
+        token, sampled from its prompt's last position right after the decode that held it."""
+        pending = [(row, at) for row, start in work for at in range(start, len(row.ids))]
+        firsts: dict[int, int] = {}
+        for begin in range(0, len(pending), self._n_batch):
+            chunk = pending[begin : begin + self._n_batch]
+            self._decode([(row.processors.seq, at, row.ids[at], at == len(row.ids) - 1) for row, at in chunk])
+            for i, (row, at) in enumerate(chunk):
+                if at == len(row.ids) - 1:
+                    firsts[id(row)] = row.processors.sample(self._ctx, i)
+        self.evaluated += len(pending)
+        return firsts
+
+    def _seat(self, row: Row) -> int:
+        """Give the row the idle sequence whose cache shares the longest prefix with its prompt (else an empty one,
+        else the least recently used), drop what follows that prefix; returns how many tokens are already there."""
+        taken = {r.processors.seq for r in self.rows}
+        idle = [seq for seq in range(len(self._cached)) if seq not in taken]
+        shared = {seq: _common_prefix(self._cached[seq], row.ids) for seq in idle}
+        seq = max(idle, key=lambda s: (shared[s], -self._last_used[s]))
+        keep = min(shared[seq], len(row.ids) - 1)  # the last prompt token is fed again: its logits pick the first
+        if not self._drop(seq, keep):
+            keep = 0  # llama.cpp cannot cut this model's cache mid-way (recurrent layers): start over
+            self._drop(seq, 0)
+        row.processors.seq = seq
+        return keep
+
+    def _drop(self, seq: int, start: int) -> bool:
+        """Drop sequence ``seq``'s cache from position ``start`` on (also what a failed decode may have left)."""
+        import llama_cpp
+
+        if not llama_cpp.llama_memory_seq_rm(self._memory, seq, start, -1):
+            return False
+        del self._cached[seq][start:]
+        if not self._cached[seq]:
+            self._last_used[seq] = 0.0
+        return True
+
+    def _make_room(self) -> None:
+        """Drop idle sequences' caches, least recently used first, until the running rows' reservations fit."""
+        taken = {row.processors.seq for row in self.rows}
+        idle = sorted((seq for seq in range(len(self._cached)) if seq not in taken), key=lambda s: self._last_used[s])
+        used = sum(self._reserved(row) for row in self.rows) + sum(len(self._cached[seq]) for seq in idle)
+        for seq in idle:
+            if used <= self.cells:
+                return
+            used -= len(self._cached[seq])
+            self._drop(seq, 0)
+
+    def _decode(self, tokens: list[tuple[int, int, int, bool]]) -> None:
+        """One ``llama_decode`` of ``(sequence, position, token, wants logits)`` entries."""
+        import llama_cpp
+
+        batch = self._batch
+        batch.n_tokens = len(tokens)
+        for i, (seq, position, token, logits) in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.seq_id[i][0] = seq
+            batch.n_seq_id[i] = 1
+            batch.logits[i] = logits
+        status = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        if status != 0:  # 1: no room in the KV cache, 2: aborted, < 0: an error (llama.h)
+            raise RuntimeError(f"llama_decode returned {status} for a batch of {len(tokens)} tokens")
 
     def step(self) -> list[int]:
-        token = next(self._tokens)
-        self.rows[0].length += 1
-        return [token]
+        """Feed every row its last token and sample each one's next."""
+        self._decode([(row.processors.seq, row.length, row.next_input, True) for row in self.rows])
+        for row in self.rows:
+            self._cached[row.processors.seq].append(row.next_input)
+            row.length += 1
+        return [row.processors.sample(self._ctx, i) for i, row in enumerate(self.rows)]
 
     def choose(self, row: Row, logits: Any) -> int:
         return int(logits)
 
     def leave(self, leaving: list[Row]) -> None:
-        if any(row is gone for row in self.rows for gone in leaving):
-            if self._tokens is not None:
-                self._tokens.close()
-            self._tokens, self.rows = None, []
+        """Rows leave; their sequences keep their caches for the next prompt that shares them."""
+        gone = {id(row) for row in leaving}
+        now = time.monotonic()
+        for row in self.rows:
+            if id(row) in gone:
+                self._last_used[row.processors.seq] = now if self._cached[row.processors.seq] else 0.0
+                row.processors.close()
+        self.rows = [row for row in self.rows if id(row) not in gone]
 
     @property
     def size(self) -> int:
         return len(self.rows)
+
+    def close(self) -> None:
+        """Free the samplers and the batch (C memory) before the model and its context go."""
+        for row in self.rows:
+            row.processors.close()
+        self.rows = []
+        if self._batch is not None:
+            import llama_cpp
+
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

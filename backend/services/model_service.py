@@ -84,6 +84,7 @@ class LoadedModel:
     tokenizer: Any
     metadata: ModelMetadata
     peft: Any = None  # the peft wrapper while an adapter is attached (its layers live inside ``model``)
+    decoder: Any = None  # llama.cpp: its LlamaDecoder, which keeps each sequence's cache between replies
 
     @property
     def engine(self) -> EngineName:
@@ -92,6 +93,8 @@ class LoadedModel:
     def close(self) -> None:
         """Free what the garbage collector would free late: llama.cpp's model and context are C memory."""
         if self.engine == "llama.cpp":
+            if self.decoder is not None:
+                self.decoder.close()
             llama_engine.close(self.model)
 
 
@@ -862,7 +865,9 @@ class ModelService:
         self.enforce(verdict, model_id, force, context_length=n_ctx)
         started = time.perf_counter()
         try:
-            llm, tokenizer, where = llama_engine.load(summary.file, n_ctx=n_ctx, device=device)
+            llm, tokenizer, where = llama_engine.load(
+                summary.file, n_ctx=n_ctx, device=device, sequences=self.settings.chat_max_batch
+            )
         except ValueError as exc:  # llama-cpp-python raises ValueError when llama.cpp cannot open the file
             logger.warning("llama.cpp could not load %s", model_id, exc_info=True)
             raise InvalidModelError(
@@ -889,7 +894,8 @@ class ModelService:
             load_seconds=round(time.perf_counter() - started, 3),
             loaded_at=datetime.now(UTC),
         )
-        return LoadedModel(model=llm, tokenizer=tokenizer, metadata=metadata)
+        decoder = llama_engine.LlamaDecoder(llm)
+        return LoadedModel(model=llm, tokenizer=tokenizer, metadata=metadata, decoder=decoder)
 
     def _from_pretrained(
         self, files: ModelFiles, model_id: str, dtype: str, device: str, allow_code: bool

@@ -139,6 +139,13 @@ def test_openai_completions_and_models(server: LiveServer) -> None:
     assert echoed.choices[0].text.startswith("The quick")
 
 
+def test_an_empty_prompt_for_a_model_without_bos_is_a_400(server: LiveServer) -> None:
+    load(server, "tiny-gpt2")  # GPT-2 adds no BOS: an empty prompt is no tokens at all
+    with pytest.raises(openai.BadRequestError) as empty:
+        client(server).completions.create(model="tiny-gpt2", prompt="", max_tokens=3)
+    assert "empty" in str(empty.value)
+
+
 def test_openai_errors_say_how_to_load_a_model(server: LiveServer) -> None:
     api = client(server)
     with pytest.raises(openai.ConflictError) as no_model:

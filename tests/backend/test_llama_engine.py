@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A pretrained tiny Llama (``hf``, safetensors) and its f32 GGUF export (``gguf``, a folder holding it)."""
+    """A pretrained tiny Llama (``hf``, safetensors), its f32 GGUF export (``gguf``, a folder holding it), a Hub
+    repo of its quantizations (``repo``) and an untrained one's GGUF (``noise``)."""
     from transformers import AutoConfig, AutoTokenizer
 
     root = tmp_path_factory.mktemp("llama-engine")
@@ -55,13 +57,20 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copy(gguf, repo / "tiny-f32.gguf")
     export_gguf.write_gguf(source, repo / "tiny-q8_0.gguf", "q8_0", name="tiny")
     (repo / "README.md").write_text("# tiny, in GGUF\n")
-    return {"hf": hf, "gguf": gguf.parent, "repo": repo}
+    # untrained: its replies almost never end early (EOS is one token in thousands), for tests of long replies
+    noise = make_model(root / "noise-hf", "llama", context_length=1024)
+    (root / "noise-gguf").mkdir()
+    source = export_gguf.Source(
+        folder=noise, config=AutoConfig.from_pretrained(noise), tokenizer=AutoTokenizer.from_pretrained(noise)
+    )
+    export_gguf.write_gguf(source, root / "noise-gguf" / "noise.gguf", "f32", name="noise")
+    return {"hf": hf, "gguf": gguf.parent, "repo": repo, "noise": root / "noise-gguf"}
 
 
 @pytest.fixture
 def server(settings: Settings, made: dict[str, Path]) -> Iterator[LiveServer]:
     settings.ensure_dirs()
-    for name in ("hf", "gguf"):
+    for name in ("hf", "gguf", "noise"):
         (settings.models_path / f"tiny-{name}").symlink_to(made[name], target_is_directory=True)
     settings.llama_context = 512  # below the model's 1024: the setting caps it
     settings.chat_queue_size = 2
@@ -167,33 +176,82 @@ def test_sampling_settings_and_seeds_hold_per_request(server: LiveServer) -> Non
     assert len(others | {first}) > 1
 
 
+def stream(server: LiveServer, events: list[tuple[float, str, dict[str, Any]]], **body: Any) -> None:
+    """POST /chat streaming; every event (token, done) with the time it came and its data. Stops reading when
+    ``leave`` (a threading.Event in ``body``) is set."""
+    leave = body.pop("leave", None)
+    body = {"messages": HELLO, "temperature": 0, **body}
+    with httpx.stream("POST", f"{server.url}/chat", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:].strip()
+            elif line.startswith("data: "):
+                events.append((time.perf_counter(), name, json.loads(line[6:])))
+                if leave is not None and leave.is_set():
+                    return
+
+
 @needs_llama_cpp
-def test_a_client_that_leaves_stops_its_reply_and_the_next_one_waits_its_turn(server: LiveServer) -> None:
-    load(server, "tiny-gguf")
+def test_concurrent_replies_share_the_batch_and_one_leaving_stops_only_its_own(server: LiveServer) -> None:
+    """A long reply streams; three requests made meanwhile get their first tokens while it still runs, each with
+    the text it gets alone; then the long one's client leaves and only its reply stops. An untrained model: its
+    replies run to their length."""
+    load(server, "tiny-noise")
     service = server.app.state.chat_service
-    tokens: list[str] = []
-    started = threading.Event()
+    questions = ["hello there", "what is the cat", "one two three"]
+    alone = [chat(server, messages=[{"role": "user", "content": q}])["message"]["content"] for q in questions]
 
-    def leave_early() -> None:
-        body = {"messages": HELLO, "max_new_tokens": 400, "temperature": 1.0, "seed": 1}
-        with httpx.stream("POST", f"{server.url}/chat", json=body, timeout=60) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    tokens.append(line)
-                    started.set()
-                    if len(tokens) >= 3:
-                        return
-
-    thread = threading.Thread(target=leave_early, daemon=True)
-    thread.start()
-    assert started.wait(30)
-    # a second request while the first runs: llama.cpp serves one at a time, so it waits, then answers
-    second = chat(server, max_new_tokens=8)
-    thread.join(10)
-    assert second["usage"]["completion_tokens"] > 0
-    cancelled = [done for done in service.recent if done.finish_reason == "cancelled"]
-    assert cancelled and cancelled[-1].usage.completion_tokens < 400
+    long: list[tuple[float, str, dict[str, Any]]] = []
+    leave = threading.Event()
+    body = {"max_new_tokens": 400, "leave": leave}
+    reader = threading.Thread(target=stream, args=(server, long), kwargs=body, daemon=True)
+    reader.start()
+    while not long:
+        time.sleep(0.002)
+    others: list[list[tuple[float, str, dict[str, Any]]]] = [[] for _ in questions]
+    askers = [
+        threading.Thread(
+            target=stream,
+            args=(server, others[i]),
+            kwargs={"messages": [{"role": "user", "content": q}], "max_new_tokens": 24},
+        )
+        for i, q in enumerate(questions)
+    ]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join(60)
+    leave.set()
+    reader.join(30)
+    assert [events[-1][2]["message"]["content"] for events in others] == alone
+    ended = long[-1][0]  # its done, or the last token its client read before leaving
+    assert all(events[0][0] < ended for events in others)  # served beside it, not after it
+    if long[-1][1] != "done":  # its client left while it ran: it stopped, and nothing else did
+        time.sleep(0.5)
+        cancelled = [done for done in service.recent if done.finish_reason == "cancelled"]
+        assert len(cancelled) == 1 and cancelled[0].usage.completion_tokens < 400
     assert server.app.state.model_service.cache.in_use == 0
+
+
+@needs_llama_cpp
+def test_a_reply_whose_cache_cells_are_taken_waits_for_them(server: LiveServer) -> None:
+    """The context's 512 cells are shared: a request that may need more than the running one leaves free waits in
+    the queue until it ends, then runs (instead of failing midway for want of cells). An untrained model: its replies
+    run to their length."""
+    load(server, "tiny-noise")
+    first: list[tuple[float, str, dict[str, Any]]] = []
+    second: list[tuple[float, str, dict[str, Any]]] = []
+    one = threading.Thread(target=stream, args=(server, first), kwargs={"max_new_tokens": 400})
+    one.start()
+    while not first:
+        time.sleep(0.005)
+    stream(server, second, max_new_tokens=300)
+    one.join(30)
+    assert first[-1][1] == "done" and second[-1][1] == "done"
+    assert first[-1][2]["finish_reason"] == "length"  # the first reply ran for 400 tokens...
+    assert second[0][0] >= first[-1][0]  # ...and the second's first token came after it ended
 
 
 @needs_llama_cpp
@@ -381,4 +439,192 @@ def test_the_tokenizer_decodes_as_llama_cpp_does(made: dict[str, Path]) -> None:
                 want = bytes(llm.detokenize(ids, special=special)).decode("utf-8", errors="replace")
                 assert tokenizer.decode(ids, skip_special_tokens=not special) == want, ids
     finally:
+        llm.close()
+
+
+class _Drive:
+    """Drives a :class:`LlamaDecoder` as the chat service does: rows join, step, take their tokens, leave."""
+
+    def __init__(self, decoder: Any, params: Any, prompts: list[list[int]], n: int) -> None:
+        self.decoder, self.params, self.prompts, self.n = decoder, params, prompts, n
+        self.which: dict[int, int] = {}
+        self.out: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
+
+    def join(self, *which: int, params: Any = None) -> None:
+        rows = []
+        for i in which:
+            row = self.decoder.new_row(params or self.params, self.prompts[i])
+            row.reserve = len(self.prompts[i]) + self.n
+            self.which[id(row)] = i
+            rows.append(row)
+        for row, token in zip(rows, self.decoder.prefill(rows), strict=True):
+            self._take(row, token)
+
+    def _take(self, row: Any, token: int) -> None:
+        self.out[self.which[id(row)]].append(token)
+        row.ids.append(token)
+        row.next_input = token
+
+    def step(self, times: int = 1) -> None:
+        for _ in range(times):
+            if not self.decoder.size:
+                return
+            for row, token in zip(list(self.decoder.rows), self.decoder.step(), strict=True):
+                self._take(row, token)
+            self.decoder.leave([row for row in self.decoder.rows if len(self.out[self.which[id(row)]]) >= self.n])
+
+    def leave(self, i: int) -> None:
+        self.decoder.leave([row for row in self.decoder.rows if self.which[id(row)] == i])
+
+
+def _plain(llm: Any, prompt: list[int], n: int, **sampling: Any) -> list[int]:
+    """llama-cpp-python's own generate, on a fresh cache: the reference."""
+    llm.reset()
+    tokens = []
+    for token in llm.generate(prompt, min_p=0.0, typical_p=1.0, repeat_penalty=1.0, reset=False, **sampling):
+        tokens.append(token)
+        if len(tokens) == n:
+            return tokens
+    return tokens
+
+
+@needs_llama_cpp
+def test_replies_decoded_together_are_the_ones_llama_cpp_gives_each_alone(made: dict[str, Path]) -> None:
+    """Four prompts of different lengths join and leave a running batch at different steps (one cancelled midway):
+    every row's greedy tokens are the ones llama-cpp-python's own generate gives that prompt alone."""
+    from llama_cpp import Llama
+
+    from backend.schemas.chat import SamplingParams
+
+    path = made["gguf"] / "tiny.gguf"
+    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=4)
+    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    try:
+        texts = ["hello there", "the cat sat on the mat and looked at", "one two three four five", "what is"]
+        prompts = [tokenizer.encode(text) for text in texts]
+        n = 24
+        want = [_plain(plain, prompt, n, temp=0.0) for prompt in prompts]
+        decoder = llama_engine.LlamaDecoder(llm)
+        assert decoder.max_rows == 4 and decoder.cells == 512
+        drive = _Drive(decoder, SamplingParams(temperature=0), prompts, n)
+        drive.join(0)
+        drive.step(3)
+        drive.join(1, 2)  # two newcomers prefilled together while row 0 runs
+        assert decoder.size == 3
+        drive.step(5)
+        drive.leave(0)  # a client leaves: only its row goes
+        drive.join(3)
+        while decoder.size:
+            drive.step()
+        assert len(drive.out[0]) == 9 and drive.out[0] == want[0][:9]
+        for i in (1, 2, 3):
+            assert drive.out[i] == want[i], (texts[i], tokenizer.decode(drive.out[i]), tokenizer.decode(want[i]))
+    finally:
+        plain.close()
+        llm.close()
+
+
+@needs_llama_cpp
+def test_a_prompt_reuses_the_cache_it_shares_and_idle_caches_make_room(made: dict[str, Path]) -> None:
+    """The next turn of a conversation evaluates only what its cached prefix lacks and replies as if from a fresh
+    cache; a newcomer that needs the cells an idle sequence holds gets them, and fills its whole reservation."""
+    from llama_cpp import Llama
+
+    from backend.schemas.chat import SamplingParams
+
+    path = made["gguf"] / "tiny.gguf"
+    llm, tokenizer, _ = llama_engine.load(path, n_ctx=256, device="cpu", sequences=2)
+    plain = Llama(model_path=str(path), n_ctx=256, verbose=False)
+    try:
+        decoder = llama_engine.LlamaDecoder(llm)
+        assert decoder.cells == 256
+        greedy = SamplingParams(temperature=0)
+        first = tokenizer.encode("hello there")
+        turn = _Drive(decoder, greedy, [first], 10)
+        turn.join(0)
+        turn.step(20)
+        reply = turn.out[0]
+        assert decoder.evaluated == len(first)
+
+        second = first + reply + tokenizer.encode(" and then", add_special_tokens=False)
+        before = decoder.evaluated
+        follow = _Drive(decoder, greedy, [second], 12)
+        follow.join(0)
+        follow.step(20)
+        # the first turn's prompt and the 9 reply tokens it fed are cached (its last token was never fed)
+        assert decoder.evaluated - before == len(second) - (len(first) + len(reply) - 1)
+        assert follow.out[0] == _plain(plain, second, 12, temp=0.0)
+
+        other = tokenizer.encode("one two three four five")
+        long = _Drive(decoder, greedy, [other], 256 - len(other))  # every cell: the idle caches must give theirs
+        long.join(0)
+        assert decoder.free_cells() == 0
+        long.step(300)
+        assert long.out[0] == _plain(plain, other, 256 - len(other), temp=0.0)
+
+        before = decoder.evaluated
+        again = _Drive(decoder, greedy, [second], 4)
+        again.join(0)
+        assert decoder.evaluated - before in (len(second), len(second) - 1)  # its cache was dropped for the long one
+        again.step(10)
+    finally:
+        plain.close()
+        llm.close()
+
+
+@needs_llama_cpp
+def test_seeded_sampling_is_the_same_alone_and_beside_others(made: dict[str, Path]) -> None:
+    """A seeded, sampled row gives the tokens llama-cpp-python samples with that seed, whoever shares its batch."""
+    from llama_cpp import Llama
+
+    from backend.schemas.chat import SamplingParams
+
+    path = made["gguf"] / "tiny.gguf"
+    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=3)
+    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    try:
+        prompt = tokenizer.encode("hello there")
+        params = SamplingParams(temperature=1.2, top_k=40, top_p=0.9, seed=11)
+        plain.set_seed(11)
+        want = _plain(plain, prompt, 16, temp=1.2, top_k=40, top_p=0.9)
+        decoder = llama_engine.LlamaDecoder(llm)
+        drive = _Drive(
+            decoder, SamplingParams(temperature=0.8, seed=3), [tokenizer.encode("what is"), prompt, prompt], 16
+        )
+        drive.join(0, 1)  # row 1: the same prompt as the seeded row, sampled with other settings
+        drive.step(2)
+        drive.join(2, params=params)
+        while decoder.size:
+            drive.step()
+        assert drive.out[2] == want
+        assert drive.out[1] != want
+    finally:
+        plain.close()
+        llm.close()
+
+
+@needs_llama_cpp
+def test_a_prefill_that_fails_leaves_the_batch_as_it_was(made: dict[str, Path]) -> None:
+    """llama.cpp refuses a token id past its vocabulary: the newcomer leaves, the running row goes on unharmed."""
+    from llama_cpp import Llama
+
+    from backend.schemas.chat import SamplingParams
+
+    path = made["gguf"] / "tiny.gguf"
+    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=2)
+    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    try:
+        decoder = llama_engine.LlamaDecoder(llm)
+        prompt = tokenizer.encode("hello there")
+        drive = _Drive(decoder, SamplingParams(temperature=0), [prompt, [*prompt, tokenizer.vocab_size + 5]], 16)
+        drive.join(0)
+        drive.step(3)
+        with pytest.raises(RuntimeError, match="llama_decode"):
+            drive.join(1)
+        assert decoder.size == 1 and decoder.free_cells() == 512 - (len(prompt) + 16)
+        while decoder.size:
+            drive.step()
+        assert drive.out[0] == _plain(plain, prompt, 16, temp=0.0)
+    finally:
+        plain.close()
         llm.close()
