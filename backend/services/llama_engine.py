@@ -365,6 +365,9 @@ class LlamaDecoder:
         self._cached: list[list[int]] = [[] for _ in range(sequences)]  # each sequence's tokens in the cache
         self._last_used = [0.0] * sequences  # 0: empty
         self.evaluated = 0  # prompt tokens evaluated so far (those a cached prefix spared are not counted)
+        model = llm._model.model
+        # attention caches only: a recurrent state is one per sequence, not positions that can be shared
+        self._whole_prefixes = not (llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
 
     def new_row(self, params: Any, prompt_ids: list[int]) -> Row:
         sampling = _Sampling(self.model, params)
@@ -418,17 +421,36 @@ class LlamaDecoder:
 
     def _seat(self, row: Row) -> int:
         """Give the row the idle sequence whose cache shares the longest prefix with its prompt (else an empty one,
-        else the least recently used), drop what follows that prefix; returns how many tokens are already there."""
+        else the least recently used), drop what follows that prefix; returns how many tokens are already there.
+
+        Where another sequence, running or idle, shares a longer prefix (the same system prompt, another user), its
+        cells are shared instead: in a unified cache ``llama_memory_seq_cp`` adds the row's sequence id to them,
+        nothing is copied or recomputed."""
+        import llama_cpp
+
         taken = {r.processors.seq for r in self.rows}
         idle = [seq for seq in range(len(self._cached)) if seq not in taken]
-        shared = {seq: _common_prefix(self._cached[seq], row.ids) for seq in idle}
+        shared = [min(_common_prefix(cached, row.ids), len(row.ids) - 1) for cached in self._cached]
+        # the prompt's last token is always fed again: its logits pick the first token
         seq = max(idle, key=lambda s: (shared[s], -self._last_used[s]))
-        keep = min(shared[seq], len(row.ids) - 1)  # the last prompt token is fed again: its logits pick the first
-        if not self._drop(seq, keep):
-            keep = 0  # llama.cpp cannot cut this model's cache mid-way (recurrent layers): start over
+        source = max(range(len(self._cached)), key=lambda s: shared[s])
+        keep = shared[seq]
+        if self._whole_prefixes and shared[source] > keep and self._intact(source):
+            keep = shared[source]
+            self._drop(seq, 0)
+            llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, keep)
+            self._cached[seq] = list(row.ids[:keep])
+        elif not (self._drop(seq, keep) and self._intact(seq)):
+            keep = 0  # llama.cpp cannot keep this prefix (recurrent layers, or a sliding window dropped its start)
             self._drop(seq, 0)
         row.processors.seq = seq
         return keep
+
+    def _intact(self, seq: int) -> bool:
+        """Whether the cache still holds every position of ``seq`` from 0 (a sliding-window cache drops old ones)."""
+        import llama_cpp
+
+        return not self._cached[seq] or llama_cpp.llama_memory_seq_pos_min(self._memory, seq) <= 0
 
     def _drop(self, seq: int, start: int) -> bool:
         """Drop sequence ``seq``'s cache from position ``start`` on (also what a failed decode may have left)."""

@@ -628,3 +628,44 @@ def test_a_prefill_that_fails_leaves_the_batch_as_it_was(made: dict[str, Path]) 
     finally:
         plain.close()
         llm.close()
+
+
+@needs_llama_cpp
+def test_prompts_that_share_a_start_share_its_cache(made: dict[str, Path]) -> None:
+    """Two users with the same system prompt: the second row takes the first one's cells for the shared start (while
+    the first still runs) and evaluates only the rest; both replies are the ones llama-cpp-python gives alone."""
+    from llama_cpp import Llama
+
+    from backend.schemas.chat import SamplingParams
+
+    path = made["gguf"] / "tiny.gguf"
+    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=3)
+    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
+    try:
+        system = "You answer in one sentence, politely, about cats and mats and the weather. "
+        prompts = [tokenizer.encode(system + question) for question in ("hello there", "what is the cat")]
+        common = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
+        assert common > 10
+        decoder = llama_engine.LlamaDecoder(llm)
+        drive = _Drive(decoder, SamplingParams(temperature=0), prompts, 16)
+        drive.join(0)
+        drive.step(2)
+        before = decoder.evaluated
+        drive.join(1)
+        assert decoder.evaluated - before == len(prompts[1]) - common
+        while decoder.size:
+            drive.step()
+        for i in (0, 1):
+            assert drive.out[i] == _plain(plain, prompts[i], 16, temp=0.0)
+        # and after both left, a third user's prompt with that start reuses it again
+        before = decoder.evaluated
+        third = tokenizer.encode(system + "one two three")
+        again = _Drive(decoder, SamplingParams(temperature=0), [third], 8)
+        again.join(0)
+        assert decoder.evaluated - before <= len(third) - common
+        while decoder.size:
+            again.step()
+        assert again.out[0] == _plain(plain, third, 8, temp=0.0)
+    finally:
+        plain.close()
+        llm.close()
