@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import openai
 import pytest
 
 from backend.config import Settings
+from backend.schemas.chat import SamplingParams
 from backend.services import export_gguf, llama_engine
 from backend.services.model_files import read_gguf
 from tests.factories import make_model, pretrain
@@ -310,6 +311,7 @@ def test_without_llama_cpp_gguf_loads_on_transformers_and_asking_for_llama_cpp_s
     code = f"""
 import sys; sys.modules["llama_cpp"] = None
 from backend.config import Settings
+from backend.schemas.chat import SamplingParams
 from backend.errors import EngineUnavailableError
 from backend.services.model_service import ModelService
 service = ModelService(Settings(home_dir={str(tmp_path / "home")!r}, warmup=False))
@@ -398,6 +400,7 @@ def test_unloading_a_gguf_gives_its_memory_back(tmp_path: Path) -> None:
     code = f"""
 import json, os, psutil
 from backend.config import Settings
+from backend.schemas.chat import SamplingParams
 from backend.services.model_service import ModelService
 service = ModelService(Settings(home_dir={str(tmp_path / "home")!r}, warmup=False, memory_safety_margin_gb=0))
 rss = lambda: psutil.Process(os.getpid()).memory_info().rss
@@ -440,6 +443,30 @@ def test_the_tokenizer_decodes_as_llama_cpp_does(made: dict[str, Path]) -> None:
                 assert tokenizer.decode(ids, skip_special_tokens=not special) == want, ids
     finally:
         llm.close()
+
+
+Opener = Callable[..., tuple[Any, Any, Any]]
+
+
+@pytest.fixture
+def engine(made: dict[str, Path]) -> Iterator[Opener]:
+    """Opens the tiny GGUF as Orchard does (``n_ctx``, ``sequences``): ``(its LlamaDecoder, its tokenizer, plain
+    llama-cpp-python on the same file as the reference)``; all closed after the test."""
+    from llama_cpp import Llama
+
+    opened: list[Any] = []
+
+    def open_(n_ctx: int = 512, sequences: int = 1) -> tuple[Any, Any, Any]:
+        path = made["gguf"] / "tiny.gguf"
+        llm, tokenizer, _ = llama_engine.load(path, n_ctx=n_ctx, device="cpu", sequences=sequences)
+        decoder = llama_engine.LlamaDecoder(llm)
+        plain = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+        opened.extend([decoder, llm, plain])
+        return decoder, tokenizer, plain
+
+    yield open_
+    for thing in opened:
+        thing.close()
 
 
 class _Drive:
@@ -489,183 +516,126 @@ def _plain(llm: Any, prompt: list[int], n: int, **sampling: Any) -> list[int]:
 
 
 @needs_llama_cpp
-def test_replies_decoded_together_are_the_ones_llama_cpp_gives_each_alone(made: dict[str, Path]) -> None:
+def test_replies_decoded_together_are_the_ones_llama_cpp_gives_each_alone(engine: Opener) -> None:
     """Four prompts of different lengths join and leave a running batch at different steps (one cancelled midway):
     every row's greedy tokens are the ones llama-cpp-python's own generate gives that prompt alone."""
-    from llama_cpp import Llama
-
-    from backend.schemas.chat import SamplingParams
-
-    path = made["gguf"] / "tiny.gguf"
-    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=4)
-    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
-    try:
-        texts = ["hello there", "the cat sat on the mat and looked at", "one two three four five", "what is"]
-        prompts = [tokenizer.encode(text) for text in texts]
-        n = 24
-        want = [_plain(plain, prompt, n, temp=0.0) for prompt in prompts]
-        decoder = llama_engine.LlamaDecoder(llm)
-        assert decoder.max_rows == 4 and decoder.cells == 512
-        drive = _Drive(decoder, SamplingParams(temperature=0), prompts, n)
-        drive.join(0)
-        drive.step(3)
-        drive.join(1, 2)  # two newcomers prefilled together while row 0 runs
-        assert decoder.size == 3
-        drive.step(5)
-        drive.leave(0)  # a client leaves: only its row goes
-        drive.join(3)
-        while decoder.size:
-            drive.step()
-        assert len(drive.out[0]) == 9 and drive.out[0] == want[0][:9]
-        for i in (1, 2, 3):
-            assert drive.out[i] == want[i], (texts[i], tokenizer.decode(drive.out[i]), tokenizer.decode(want[i]))
-    finally:
-        plain.close()
-        llm.close()
+    decoder, tokenizer, plain = engine(n_ctx=512, sequences=4)
+    texts = ["hello there", "the cat sat on the mat and looked at", "one two three four five", "what is"]
+    prompts = [tokenizer.encode(text) for text in texts]
+    n = 24
+    want = [_plain(plain, prompt, n, temp=0.0) for prompt in prompts]
+    assert decoder.max_rows == 4 and decoder.cells == 512
+    drive = _Drive(decoder, SamplingParams(temperature=0), prompts, n)
+    drive.join(0)
+    drive.step(3)
+    drive.join(1, 2)  # two newcomers prefilled together while row 0 runs
+    assert decoder.size == 3
+    drive.step(5)
+    drive.leave(0)  # a client leaves: only its row goes
+    drive.join(3)
+    while decoder.size:
+        drive.step()
+    assert len(drive.out[0]) == 9 and drive.out[0] == want[0][:9]
+    for i in (1, 2, 3):
+        assert drive.out[i] == want[i], (texts[i], tokenizer.decode(drive.out[i]), tokenizer.decode(want[i]))
 
 
 @needs_llama_cpp
-def test_a_prompt_reuses_the_cache_it_shares_and_idle_caches_make_room(made: dict[str, Path]) -> None:
+def test_a_prompt_reuses_the_cache_it_shares_and_idle_caches_make_room(engine: Opener) -> None:
     """The next turn of a conversation evaluates only what its cached prefix lacks and replies as if from a fresh
     cache; a newcomer that needs the cells an idle sequence holds gets them, and fills its whole reservation."""
-    from llama_cpp import Llama
+    decoder, tokenizer, plain = engine(n_ctx=256, sequences=2)
+    assert decoder.cells == 256
+    greedy = SamplingParams(temperature=0)
+    first = tokenizer.encode("hello there")
+    turn = _Drive(decoder, greedy, [first], 10)
+    turn.join(0)
+    turn.step(20)
+    reply = turn.out[0]
+    assert decoder.evaluated == len(first)
 
-    from backend.schemas.chat import SamplingParams
+    second = first + reply + tokenizer.encode(" and then", add_special_tokens=False)
+    before = decoder.evaluated
+    follow = _Drive(decoder, greedy, [second], 12)
+    follow.join(0)
+    follow.step(20)
+    # the first turn's prompt and the 9 reply tokens it fed are cached (its last token was never fed)
+    assert decoder.evaluated - before == len(second) - (len(first) + len(reply) - 1)
+    assert follow.out[0] == _plain(plain, second, 12, temp=0.0)
 
-    path = made["gguf"] / "tiny.gguf"
-    llm, tokenizer, _ = llama_engine.load(path, n_ctx=256, device="cpu", sequences=2)
-    plain = Llama(model_path=str(path), n_ctx=256, verbose=False)
-    try:
-        decoder = llama_engine.LlamaDecoder(llm)
-        assert decoder.cells == 256
-        greedy = SamplingParams(temperature=0)
-        first = tokenizer.encode("hello there")
-        turn = _Drive(decoder, greedy, [first], 10)
-        turn.join(0)
-        turn.step(20)
-        reply = turn.out[0]
-        assert decoder.evaluated == len(first)
+    other = tokenizer.encode("one two three four five")
+    long = _Drive(decoder, greedy, [other], 256 - len(other))  # every cell: the idle caches must give theirs
+    long.join(0)
+    assert decoder.free_cells() == 0
+    long.step(300)
+    assert long.out[0] == _plain(plain, other, 256 - len(other), temp=0.0)
 
-        second = first + reply + tokenizer.encode(" and then", add_special_tokens=False)
-        before = decoder.evaluated
-        follow = _Drive(decoder, greedy, [second], 12)
-        follow.join(0)
-        follow.step(20)
-        # the first turn's prompt and the 9 reply tokens it fed are cached (its last token was never fed)
-        assert decoder.evaluated - before == len(second) - (len(first) + len(reply) - 1)
-        assert follow.out[0] == _plain(plain, second, 12, temp=0.0)
-
-        other = tokenizer.encode("one two three four five")
-        long = _Drive(decoder, greedy, [other], 256 - len(other))  # every cell: the idle caches must give theirs
-        long.join(0)
-        assert decoder.free_cells() == 0
-        long.step(300)
-        assert long.out[0] == _plain(plain, other, 256 - len(other), temp=0.0)
-
-        before = decoder.evaluated
-        again = _Drive(decoder, greedy, [second], 4)
-        again.join(0)
-        assert decoder.evaluated - before in (len(second), len(second) - 1)  # its cache was dropped for the long one
-        again.step(10)
-    finally:
-        plain.close()
-        llm.close()
+    before = decoder.evaluated
+    again = _Drive(decoder, greedy, [second], 4)
+    again.join(0)
+    assert decoder.evaluated - before in (len(second), len(second) - 1)  # its cache was dropped for the long one
+    again.step(10)
 
 
 @needs_llama_cpp
-def test_seeded_sampling_is_the_same_alone_and_beside_others(made: dict[str, Path]) -> None:
+def test_seeded_sampling_is_the_same_alone_and_beside_others(engine: Opener) -> None:
     """A seeded, sampled row gives the tokens llama-cpp-python samples with that seed, whoever shares its batch."""
-    from llama_cpp import Llama
-
-    from backend.schemas.chat import SamplingParams
-
-    path = made["gguf"] / "tiny.gguf"
-    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=3)
-    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
-    try:
-        prompt = tokenizer.encode("hello there")
-        params = SamplingParams(temperature=1.2, top_k=40, top_p=0.9, seed=11)
-        plain.set_seed(11)
-        want = _plain(plain, prompt, 16, temp=1.2, top_k=40, top_p=0.9)
-        decoder = llama_engine.LlamaDecoder(llm)
-        drive = _Drive(
-            decoder, SamplingParams(temperature=0.8, seed=3), [tokenizer.encode("what is"), prompt, prompt], 16
-        )
-        drive.join(0, 1)  # row 1: the same prompt as the seeded row, sampled with other settings
-        drive.step(2)
-        drive.join(2, params=params)
-        while decoder.size:
-            drive.step()
-        assert drive.out[2] == want
-        assert drive.out[1] != want
-    finally:
-        plain.close()
-        llm.close()
+    decoder, tokenizer, plain = engine(n_ctx=512, sequences=3)
+    prompt = tokenizer.encode("hello there")
+    params = SamplingParams(temperature=1.2, top_k=40, top_p=0.9, seed=11)
+    plain.set_seed(11)
+    want = _plain(plain, prompt, 16, temp=1.2, top_k=40, top_p=0.9)
+    drive = _Drive(decoder, SamplingParams(temperature=0.8, seed=3), [tokenizer.encode("what is"), prompt, prompt], 16)
+    drive.join(0, 1)  # row 1: the same prompt as the seeded row, sampled with other settings
+    drive.step(2)
+    drive.join(2, params=params)
+    while decoder.size:
+        drive.step()
+    assert drive.out[2] == want
+    assert drive.out[1] != want
 
 
 @needs_llama_cpp
-def test_a_prefill_that_fails_leaves_the_batch_as_it_was(made: dict[str, Path]) -> None:
+def test_a_prefill_that_fails_leaves_the_batch_as_it_was(engine: Opener) -> None:
     """llama.cpp refuses a token id past its vocabulary: the newcomer leaves, the running row goes on unharmed."""
-    from llama_cpp import Llama
-
-    from backend.schemas.chat import SamplingParams
-
-    path = made["gguf"] / "tiny.gguf"
-    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=2)
-    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
-    try:
-        decoder = llama_engine.LlamaDecoder(llm)
-        prompt = tokenizer.encode("hello there")
-        drive = _Drive(decoder, SamplingParams(temperature=0), [prompt, [*prompt, tokenizer.vocab_size + 5]], 16)
-        drive.join(0)
-        drive.step(3)
-        with pytest.raises(RuntimeError, match="llama_decode"):
-            drive.join(1)
-        assert decoder.size == 1 and decoder.free_cells() == 512 - (len(prompt) + 16)
-        while decoder.size:
-            drive.step()
-        assert drive.out[0] == _plain(plain, prompt, 16, temp=0.0)
-    finally:
-        plain.close()
-        llm.close()
+    decoder, tokenizer, plain = engine(n_ctx=512, sequences=2)
+    prompt = tokenizer.encode("hello there")
+    drive = _Drive(decoder, SamplingParams(temperature=0), [prompt, [*prompt, tokenizer.vocab_size + 5]], 16)
+    drive.join(0)
+    drive.step(3)
+    with pytest.raises(RuntimeError, match="llama_decode"):
+        drive.join(1)
+    assert decoder.size == 1 and decoder.free_cells() == 512 - (len(prompt) + 16)
+    while decoder.size:
+        drive.step()
+    assert drive.out[0] == _plain(plain, prompt, 16, temp=0.0)
 
 
 @needs_llama_cpp
-def test_prompts_that_share_a_start_share_its_cache(made: dict[str, Path]) -> None:
+def test_prompts_that_share_a_start_share_its_cache(engine: Opener) -> None:
     """Two users with the same system prompt: the second row takes the first one's cells for the shared start (while
     the first still runs) and evaluates only the rest; both replies are the ones llama-cpp-python gives alone."""
-    from llama_cpp import Llama
-
-    from backend.schemas.chat import SamplingParams
-
-    path = made["gguf"] / "tiny.gguf"
-    llm, tokenizer, _ = llama_engine.load(path, n_ctx=512, device="cpu", sequences=3)
-    plain = Llama(model_path=str(path), n_ctx=512, verbose=False)
-    try:
-        system = "You answer in one sentence, politely, about cats and mats and the weather. "
-        prompts = [tokenizer.encode(system + question) for question in ("hello there", "what is the cat")]
-        common = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
-        assert common > 10
-        decoder = llama_engine.LlamaDecoder(llm)
-        drive = _Drive(decoder, SamplingParams(temperature=0), prompts, 16)
-        drive.join(0)
-        drive.step(2)
-        before = decoder.evaluated
-        drive.join(1)
-        assert decoder.evaluated - before == len(prompts[1]) - common
-        while decoder.size:
-            drive.step()
-        for i in (0, 1):
-            assert drive.out[i] == _plain(plain, prompts[i], 16, temp=0.0)
-        # and after both left, a third user's prompt with that start reuses it again
-        before = decoder.evaluated
-        third = tokenizer.encode(system + "one two three")
-        again = _Drive(decoder, SamplingParams(temperature=0), [third], 8)
-        again.join(0)
-        assert decoder.evaluated - before <= len(third) - common
-        while decoder.size:
-            again.step()
-        assert again.out[0] == _plain(plain, third, 8, temp=0.0)
-    finally:
-        plain.close()
-        llm.close()
+    decoder, tokenizer, plain = engine(n_ctx=512, sequences=3)
+    system = "You answer in one sentence, politely, about cats and mats and the weather. "
+    prompts = [tokenizer.encode(system + question) for question in ("hello there", "what is the cat")]
+    common = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
+    assert common > 10
+    drive = _Drive(decoder, SamplingParams(temperature=0), prompts, 16)
+    drive.join(0)
+    drive.step(2)
+    before = decoder.evaluated
+    drive.join(1)
+    assert decoder.evaluated - before == len(prompts[1]) - common
+    while decoder.size:
+        drive.step()
+    for i in (0, 1):
+        assert drive.out[i] == _plain(plain, prompts[i], 16, temp=0.0)
+    # and after both left, a third user's prompt with that start reuses it again
+    before = decoder.evaluated
+    third = tokenizer.encode(system + "one two three")
+    again = _Drive(decoder, SamplingParams(temperature=0), [third], 8)
+    again.join(0)
+    assert decoder.evaluated - before <= len(third) - common
+    while decoder.size:
+        again.step()
+    assert again.out[0] == _plain(plain, third, 8, temp=0.0)
