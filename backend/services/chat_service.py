@@ -444,30 +444,28 @@ class ChatService:
         return max(min(self.queue.slots, limit) - running, 0)
 
     def _kv_fits(self, decoder: Decoder | None) -> Callable[[Generation], bool]:
-        """Whether one more sequence's KV cache (prompt + reply at most) fits: in the cache's free cells where the
-        cache is allocated up front (llama.cpp), else in the memory free on the device."""
+        """Whether the next in line's KV cache (prompt + reply at most) fits beside the running batch and those
+        admitted before it: in the cache's free cells where the cache is allocated up front (llama.cpp), else in
+        the memory free on the device. Measured when the queue first asks, not on every step."""
         if decoder is None or decoder.size == 0:
             return lambda generation: True
-        cells = decoder.free_cells()
-        if cells is not None:
-            left = cells
-
-            def fits_cells(generation: Generation) -> bool:
-                nonlocal left
-                need = len(generation.prompt_ids) + generation.max_new_tokens
-                if need > left:
-                    return False
-                left -= need  # the queue takes it: the next one counts what is left after it
-                return True
-
-            return fits_cells
-        if not decoder.kv_bytes_per_token:
-            return lambda generation: True
-        per_token = decoder.kv_bytes_per_token
-        free = self.optimizer.memory_available_gb(decoder.device.type) * GB
+        left: list[float] = []  # tokens' worth of room left, once measured
 
         def fits(generation: Generation) -> bool:
-            return per_token * (len(generation.prompt_ids) + generation.max_new_tokens) <= free
+            if not left:
+                cells = decoder.free_cells()
+                if cells is not None:
+                    left.append(cells)
+                elif decoder.kv_bytes_per_token:
+                    free = self.optimizer.memory_available_gb(decoder.device.type) * GB
+                    left.append(free / decoder.kv_bytes_per_token)
+                else:
+                    left.append(float("inf"))
+            need = len(generation.prompt_ids) + generation.max_new_tokens
+            if need > left[0]:
+                return False
+            left[0] -= need  # the queue takes it: the next one counts what is left after it
+            return True
 
         return fits
 

@@ -22,6 +22,7 @@ What the chat service needs of an engine is small, and this module gives it for 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import random
 import time
@@ -343,8 +344,11 @@ class LlamaDecoder:
 
     Cells are reserved for what a row may fill, its prompt and its longest reply (:attr:`Row.reserve`), so a step
     never runs out of them: :meth:`free_cells` says how many a newcomer may take, and the chat service leaves
-    those that do not fit waiting in the queue. The decoder is made once per loaded model (the caches it keeps are
-    that model's); the "logits" it hands :meth:`choose` are the tokens each row's sampler already picked.
+    those that do not fit waiting in the queue. The decoder keeps, for each sequence, which cell holds each of its
+    positions, as the unified cache does: a cell that several sequences share (a common start) counts once.
+
+    The decoder is made once per loaded model (the caches it keeps are that model's); the "logits" it hands
+    :meth:`choose` are the tokens each row's sampler already picked.
     """
 
     kv_bytes_per_token = 0  # the KV cache was allocated at load, for the whole context
@@ -363,6 +367,8 @@ class LlamaDecoder:
         self._batch: Any = llama_cpp.llama_batch_init(max(self._n_batch, self.max_rows), 0, 1)
         sequences = self.max_rows
         self._cached: list[list[int]] = [[] for _ in range(sequences)]  # each sequence's tokens in the cache
+        self._cells_of: list[list[int]] = [[] for _ in range(sequences)]  # the cell (an id) of each of those tokens
+        self._new_cell = itertools.count()
         self._last_used = [0.0] * sequences  # 0: empty
         self.evaluated = 0  # prompt tokens evaluated so far (those a cached prefix spared are not counted)
         model = llm._model.model
@@ -374,12 +380,15 @@ class LlamaDecoder:
         return Row(key=None, ids=list(prompt_ids), length=0, processors=sampling, sample=params.temperature > 0)
 
     def free_cells(self) -> int:
-        """Cache cells a newcomer may reserve: all of them less what the running rows reserved (idle sequences'
-        caches give theirs up when needed)."""
-        return self.cells - sum(self._reserved(row) for row in self.rows)
+        """Cache cells a newcomer may reserve: all of them less what the running rows hold and may still fill
+        (idle sequences' caches give theirs up when needed)."""
+        return self.cells - self._used({row.processors.seq for row in self.rows})
 
-    def _reserved(self, row: Row) -> int:
-        return max(row.reserve, len(self._cached[row.processors.seq]))
+    def _used(self, seqs: set[int]) -> int:
+        """Cells these sequences hold, each once however many share it, and those the running rows may still fill."""
+        held = set().union(*(self._cells_of[seq] for seq in seqs))
+        growth = sum(max(row.reserve - len(self._cached[row.processors.seq]), 0) for row in self.rows)
+        return len(held) + growth
 
     # ----------------------------------------------------------------- rows in and out
 
@@ -402,7 +411,7 @@ class LlamaDecoder:
             raise
         for row, _ in work:
             row.length = len(row.ids)
-            self._cached[row.processors.seq] = list(row.ids)
+            self._fill(row.processors.seq, row.ids[len(self._cached[row.processors.seq]) :])
         return [firsts[id(row)] for row in rows]
 
     def _evaluate(self, work: list[tuple[Row, int]]) -> dict[int, int]:
@@ -440,6 +449,7 @@ class LlamaDecoder:
             self._drop(seq, 0)
             llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, keep)
             self._cached[seq] = list(row.ids[:keep])
+            self._cells_of[seq] = self._cells_of[source][:keep]  # the same cells, now also this sequence's
         elif not (self._drop(seq, keep) and self._intact(seq)):
             keep = 0  # llama.cpp cannot keep this prefix (recurrent layers, or a sliding window dropped its start)
             self._drop(seq, 0)
@@ -459,6 +469,7 @@ class LlamaDecoder:
         if not llama_cpp.llama_memory_seq_rm(self._memory, seq, start, -1):
             return False
         del self._cached[seq][start:]
+        del self._cells_of[seq][start:]
         if not self._cached[seq]:
             self._last_used[seq] = 0.0
         return True
@@ -467,12 +478,15 @@ class LlamaDecoder:
         """Drop idle sequences' caches, least recently used first, until the running rows' reservations fit."""
         taken = {row.processors.seq for row in self.rows}
         idle = sorted((seq for seq in range(len(self._cached)) if seq not in taken), key=lambda s: self._last_used[s])
-        used = sum(self._reserved(row) for row in self.rows) + sum(len(self._cached[seq]) for seq in idle)
         for seq in idle:
-            if used <= self.cells:
+            if self._used(set(range(len(self._cached)))) <= self.cells:
                 return
-            used -= len(self._cached[seq])
             self._drop(seq, 0)
+
+    def _fill(self, seq: int, tokens: list[int]) -> None:
+        """Sequence ``seq`` now also holds these tokens, each in a cell of its own."""
+        self._cached[seq].extend(tokens)
+        self._cells_of[seq].extend(next(self._new_cell) for _ in tokens)
 
     def _decode(self, tokens: list[tuple[int, int, int, bool]]) -> None:
         """One ``llama_decode`` of ``(sequence, position, token, wants logits)`` entries."""
@@ -494,7 +508,7 @@ class LlamaDecoder:
         """Feed every row its last token and sample each one's next."""
         self._decode([(row.processors.seq, row.length, row.next_input, True) for row in self.rows])
         for row in self.rows:
-            self._cached[row.processors.seq].append(row.next_input)
+            self._fill(row.processors.seq, [row.next_input])
             row.length += 1
         return [row.processors.sample(self._ctx, i) for i, row in enumerate(self.rows)]
 

@@ -472,8 +472,9 @@ def engine(made: dict[str, Path]) -> Iterator[Opener]:
 class _Drive:
     """Drives a :class:`LlamaDecoder` as the chat service does: rows join, step, take their tokens, leave."""
 
-    def __init__(self, decoder: Any, params: Any, prompts: list[list[int]], n: int) -> None:
-        self.decoder, self.params, self.prompts, self.n = decoder, params, prompts, n
+    def __init__(self, decoder: Any, params: Any, prompts: list[list[int]], n: int | list[int]) -> None:
+        self.decoder, self.params, self.prompts = decoder, params, prompts
+        self.n = n if isinstance(n, list) else [n] * len(prompts)  # each prompt's reply length
         self.which: dict[int, int] = {}
         self.out: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
 
@@ -481,7 +482,7 @@ class _Drive:
         rows = []
         for i in which:
             row = self.decoder.new_row(params or self.params, self.prompts[i])
-            row.reserve = len(self.prompts[i]) + self.n
+            row.reserve = len(self.prompts[i]) + self.n[i]
             self.which[id(row)] = i
             rows.append(row)
         for row, token in zip(rows, self.decoder.prefill(rows), strict=True):
@@ -498,7 +499,11 @@ class _Drive:
                 return
             for row, token in zip(list(self.decoder.rows), self.decoder.step(), strict=True):
                 self._take(row, token)
-            self.decoder.leave([row for row in self.decoder.rows if len(self.out[self.which[id(row)]]) >= self.n])
+            self.decoder.leave([row for row in self.decoder.rows if self._done(row)])
+
+    def _done(self, row: Any) -> bool:
+        i = self.which[id(row)]
+        return len(self.out[i]) >= self.n[i]
 
     def leave(self, i: int) -> None:
         self.decoder.leave([row for row in self.decoder.rows if self.which[id(row)] == i])
@@ -639,3 +644,29 @@ def test_prompts_that_share_a_start_share_its_cache(engine: Opener) -> None:
     while decoder.size:
         again.step()
     assert again.out[0] == _plain(plain, third, 8, temp=0.0)
+
+
+@needs_llama_cpp
+def test_cells_a_shared_start_holds_count_once_and_every_cell_can_be_filled(engine: Opener) -> None:
+    """Three users on one system prompt: the cells of the start they share count once, so the third may reserve
+    what counting them for each user would refuse; filled to the last of the context's cells, every reply is still
+    the one llama-cpp-python gives alone (a miscount would make a decode run out of cells)."""
+    decoder, tokenizer, plain = engine(n_ctx=256, sequences=3)
+    system = "You answer in one sentence, politely, about cats and mats and the weather. " * 2
+    prompts = [tokenizer.encode(system + question) for question in ("hello there", "what is the cat", "one two")]
+    shared = [llama_engine._common_prefix(prompts[0], p) for p in prompts[1:]]
+    assert min(shared) > 20 and all(llama_engine._common_prefix(prompts[1], prompts[2]) <= s for s in shared)
+    drive = _Drive(decoder, SamplingParams(temperature=0), prompts, [20, 20, 0])
+    drive.join(0)
+    drive.step(2)
+    drive.join(1)
+    held = len(prompts[0]) + 20 + len(prompts[1]) - shared[0] + 20  # reserved: the shared start once
+    assert decoder.free_cells() == 256 - held
+    drive.n[2] = decoder.free_cells() - (len(prompts[2]) - shared[1])  # the third row takes every cell left
+    assert len(prompts[2]) + drive.n[2] > decoder.free_cells()  # what counting the start for each user refuses
+    drive.join(2)
+    assert decoder.free_cells() == 0
+    while decoder.size:
+        drive.step()
+    for i in (0, 1, 2):
+        assert drive.out[i] == _plain(plain, prompts[i], drive.n[i], temp=0.0), i
