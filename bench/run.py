@@ -534,44 +534,11 @@ def bench_concurrency(work: Path, config: tuple[str, str], max_new: int = 64) ->
     )
 
 
-DECODE_CEILING = """
-import json, sys, time, types, torch
-from transformers import AutoModelForCausalLM
-from backend.services.batching import BatchDecoder
-path, dtype, max_new = sys.argv[1], sys.argv[2], int(sys.argv[3])
-model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
-plain_model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).eval()  # as loaded, untouched
-params = types.SimpleNamespace(temperature=0, repetition_penalty=1.0, top_k=0, top_p=1.0, seed=None)
-prompt = list(range(10, 40))
-out = {}
-for rows in (1, 4, 8):
-    ours, plain = [], []
-    for _ in range(3):
-        decoder = BatchDecoder(model)
-        batch = [decoder.new_row(params, prompt) for _ in range(rows)]
-        started = time.perf_counter()
-        first = decoder.prefill(batch)
-        for row, logits in zip(decoder.rows, first):
-            row.next_input = int(logits.argmax())
-        for _ in range(max_new - 1):
-            for row, logits in zip(decoder.rows, decoder.step()):
-                row.next_input = decoder.choose(row, logits)
-        ours.append(rows * max_new / (time.perf_counter() - started))
-        ids = torch.tensor([prompt] * rows)
-        started = time.perf_counter()
-        plain_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, min_new_tokens=max_new,
-                       do_sample=False)
-        plain.append(rows * max_new / (time.perf_counter() - started))
-    out[rows] = (max(ours), max(plain))
-print(json.dumps({"rows": out, "weight_first": model._orchard_weight_first}))
-"""
-
-
 def decode_ceiling(path: Path, dtype: str, max_new: int) -> list[Row]:
-    """What batching can give on this machine at all: Orchard's batched decode (no server, no HTTP) vs `generate` on
-    the same batch of equal prompts, in one process; tokens/s, best of 3."""
+    """What batching can give on this machine at all (bench/decode_ceiling.py, in a process of its own): Orchard's
+    batched decode vs `generate` and vs transformers' continuous batching, on the same batch of equal prompts."""
     done = subprocess.run(
-        [sys.executable, "-c", DECODE_CEILING, str(path), dtype, str(max_new)],
+        [sys.executable, "-m", "bench.decode_ceiling", str(path), dtype, str(max_new)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -579,16 +546,32 @@ def decode_ceiling(path: Path, dtype: str, max_new: int) -> list[Row]:
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     figures = {int(k): v for k, v in result["rows"].items()}
-    log(f"decode: the decoder multiplies {'W @ x.T' if result['weight_first'] else 'x @ W.T'} for few rows")
+    device = result["device"]
+    log(f"decode on {device}: the decoder multiplies {'W @ x.T' if result['weight_first'] else 'x @ W.T'} for few rows")
+    one = figures[1]
     rows = []
-    for n, (ours, plain) in figures.items():
-        log(f"decode batch {n}: {ours:.1f} tok/s ours, {plain:.1f} generate")
+    for n, best in figures.items():
+        ours, plain, cb = best["ours"], best["generate"], best["continuous"]
+        log(f"decode batch {n} on {device}: {ours:.1f} tok/s ours, {plain:.1f} generate, {cb:.1f} continuous batching")
         rows.append(
             Row(
-                f"batch of {n}, in-process decode: tokens/s (x batch of 1)",
-                f"{ours:.1f} ({ours / figures[1][0]:.2f}×)",
-                f"{plain:.1f} generate ({plain / figures[1][1]:.2f}×)",
+                f"batch of {n}, in-process decode on {device}: tokens/s (x batch of 1)",
+                f"{ours:.1f} ({ours / one['ours']:.2f}×)",
+                f"{plain:.1f} generate ({plain / one['generate']:.2f}×)",
                 f"{ours / plain:.2f}×",
+                "",
+                None,
+            )
+        )
+    for n, best in figures.items():
+        ours, cb = best["ours"], best["continuous"]
+        rows.append(
+            Row(
+                f"batch of {n} on {device}, vs transformers' continuous batching ({result['attention']}): tokens/s",
+                f"{ours:.1f}",
+                f"{cb:.1f} ({cb / one['continuous']:.2f}× its batch of 1)"
+                + ("" if result["same"] else "; greedy tokens differ"),
+                f"{ours / cb:.2f}×",
                 "",
                 None,
             )
