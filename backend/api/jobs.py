@@ -70,10 +70,17 @@ def list_jobs(
         JobStatus | Literal["active", "finished"] | None,
         Query(description="Only jobs in this status; `active` or `finished` for either group."),
     ] = None,
+    model_id: Annotated[
+        str | None, Query(max_length=300, description="Only jobs about this model (download, load, train, export...).")
+    ] = None,
+    collection_id: Annotated[
+        str | None, Query(max_length=100, description="Only jobs about this document collection (ingest, re-embed).")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, le=1000, description="At most this many, newest first.")] = None,
 ) -> JobList:
     """Jobs of every kind, newest first: running, finished, and interrupted by a restart."""
-    return JobList(jobs=jobs.list(kind=kind, status=status, limit=limit))
+    about = {"model_id": model_id, "collection_id": collection_id}
+    return JobList(jobs=jobs.list(kind=kind, status=status, about=about, limit=limit))
 
 
 @router.delete("", operation_id="clearJobs", response_model=ClearJobsResponse)

@@ -196,11 +196,21 @@ class JobManager:
             raise JobNotFoundError(f"No job '{job_id}'.", job_id=job_id)
         return self._public(run.kind.view(run) if run is not None else job)
 
-    def list(self, *, kind: str | None = None, status: str | None = None, limit: int | None = None) -> list[AnyJob]:
-        """Jobs, newest first. ``status`` is a job status, or ``active`` / ``finished``."""
+    def list(
+        self,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        about: dict[str, str | None] | None = None,
+        limit: int | None = None,
+    ) -> list[AnyJob]:
+        """Jobs, newest first. ``status`` is a job status, or ``active`` / ``finished``; ``about`` keeps the jobs
+        whose fields have these values (``{"collection_id": ...}``), a None value matching any."""
+        wanted = {name: value for name, value in (about or {}).items() if value is not None}
         with self._lock:
             ids = [i for i, j in self._jobs.items() if kind is None or j.kind == kind]
         jobs = sorted((self.get(i) for i in ids), key=lambda j: j.created_at, reverse=True)
+        jobs = [j for j in jobs if all(getattr(j, name, None) == value for name, value in wanted.items())]
         if status == "active":
             jobs = [j for j in jobs if j.status in ACTIVE_STATUSES]
         elif status == "finished":

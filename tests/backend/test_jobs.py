@@ -218,6 +218,10 @@ def test_jobs_api_serves_downloads_and_loads(hub: HubServer, client: TestClient,
     assert everything[1]["progress"]["unit"] == "bytes" and everything[1]["title"] == "Download orchard-test/tiny-llama"
     assert [j["id"] for j in client.get("/jobs", params={"kind": "download"}).json()["jobs"]] == [download["id"]]
     assert [j["id"] for j in client.get("/jobs", params={"limit": 1}).json()["jobs"]] == [load["id"]]
+    about = client.get("/jobs", params={"model_id": "orchard-test/tiny-llama", "limit": 1}).json()["jobs"]
+    assert [j["id"] for j in about] == [download["id"]]  # the newest job about that model, not the newest job
+    assert client.get("/jobs", params={"model_id": "tiny-gpt2", "kind": "download"}).json()["jobs"] == []
+    assert client.get("/jobs", params={"collection_id": "c1"}).json()["jobs"] == []  # no job has that field
     assert len(client.get("/jobs", params={"status": "ready"}).json()["jobs"]) == 2
     assert client.get("/jobs", params={"status": "active"}).json()["jobs"] == []
     assert len(client.get("/jobs", params={"status": "finished"}).json()["jobs"]) == 2

@@ -305,6 +305,13 @@ def test_two_files_with_the_same_content_in_one_upload_add_one_document(client: 
     assert b["document_id"] == a["document_id"]
     assert client.get(f"/rag/collections/{collection_id}").json()["documents"] == 2
 
+    # a second collection's ingest is newer; asking for the first one's jobs still finds its own
+    other = collection(client, name="Other")
+    newer = ingest(client, other, [("d.md", b"# Elsewhere\n\nNothing about impellers.")])
+    mine = client.get("/jobs", params={"collection_id": collection_id, "limit": 1}).json()["jobs"]
+    assert [j["id"] for j in mine] == [job["id"]]
+    assert [j["id"] for j in client.get("/jobs", params={"collection_id": other}).json()["jobs"]] == [newer["id"]]
+
 
 def request_store(client: TestClient) -> str:
     settings: Settings = client.app.state.settings  # type: ignore[attr-defined]

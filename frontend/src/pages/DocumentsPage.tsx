@@ -50,7 +50,10 @@ import { isActive, useJobEvents } from "../hooks/useJobEvents";
 
 type Mode = NonNullable<QueryRequest["mode"]>;
 
-const INGEST_JOBS = { query: { kind: "ingest" as const, limit: 10 } };
+/** A collection's latest ingest jobs (the server filters: other collections' jobs never crowd them out). */
+const ingestJobs = (collectionId: string) => ({
+  query: { kind: "ingest" as const, collection_id: collectionId, limit: 10 },
+});
 const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx";
 const FILE_INPUT =
   "block w-full text-sm text-zinc-600 file:mr-3 file:rounded-lg file:border-0 file:bg-zinc-100 file:px-3 file:py-2 file:text-sm file:font-medium file:text-zinc-800 hover:file:bg-zinc-200 dark:text-zinc-400 dark:file:bg-zinc-800 dark:file:text-zinc-100 dark:hover:file:bg-zinc-700";
@@ -344,7 +347,7 @@ function AddDocuments({ collection }: { collection: CollectionInfo }) {
   const inputId = useId();
   const [files, setFiles] = useState<File[]>([]);
   const jobs = useQuery({
-    ...listJobsOptions(INGEST_JOBS),
+    ...listJobsOptions(ingestJobs(collection.id)),
     refetchInterval: (query) => (query.state.data?.jobs.some(isActive) ? 3_000 : 15_000),
   });
   const add = useMutation({
@@ -352,7 +355,7 @@ function AddDocuments({ collection }: { collection: CollectionInfo }) {
     onSuccess: (job) => {
       const started = { ...job, kind: "ingest" as const };
       rememberJob(queryClient, started);
-      queryClient.setQueryData<JobList>(listJobsOptions(INGEST_JOBS).queryKey, (old) => ({
+      queryClient.setQueryData<JobList>(listJobsOptions(ingestJobs(collection.id)).queryKey, (old) => ({
         jobs: [started, ...(old?.jobs ?? []).filter((other) => other.id !== job.id)],
       }));
       setFiles([]);

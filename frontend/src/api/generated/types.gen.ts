@@ -4868,6 +4868,18 @@ export type ListJobsData = {
          */
         status?: 'queued' | 'resolving' | 'downloading' | 'verifying' | 'preparing' | 'loading' | 'training' | 'merging' | 'exporting' | 'saving' | 'ingesting' | 'embedding' | 'ready' | 'failed' | 'cancelled' | 'interrupted' | 'active' | 'finished' | null;
         /**
+         * Model Id
+         *
+         * Only jobs about this model (download, load, train, export...).
+         */
+        model_id?: string | null;
+        /**
+         * Collection Id
+         *
+         * Only jobs about this document collection (ingest, re-embed).
+         */
+        collection_id?: string | null;
+        /**
          * Limit
          *
          * At most this many, newest first.
