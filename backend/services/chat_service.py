@@ -265,11 +265,11 @@ class ChatService:
     """Generates with the model in ``cache``: up to ``ORCHARD_CHAT_MAX_BATCH`` replies share each decoding step,
     the rest wait in a bounded queue."""
 
-    def __init__(self, settings: Settings, cache: ModelCache) -> None:
+    def __init__(self, settings: Settings, cache: ModelCache, optimizer: MACOptimizer | None = None) -> None:
         self.settings = settings
         self.cache = cache
         self.queue = GenerationQueue(settings.chat_queue_size, settings.chat_max_batch)
-        self.optimizer = MACOptimizer.from_settings(settings)
+        self.optimizer = optimizer or MACOptimizer.from_settings(settings)  # its memory figures bound the batch
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._active: dict[int, tuple[Generation, LoadedModel]] = {}
@@ -446,7 +446,8 @@ class ChatService:
     def _kv_fits(self, decoder: Decoder | None) -> Callable[[Generation], bool]:
         """Whether the next in line's KV cache (prompt + reply at most) fits beside the running batch and those
         admitted before it: in the cache's free cells where the cache is allocated up front (llama.cpp), else in
-        the memory free on the device. Measured when the queue first asks, not on every step."""
+        the memory free on the device less what the running rows may still add to theirs. Measured when the queue
+        first asks, not on every step."""
         if decoder is None or decoder.size == 0:
             return lambda generation: True
         left: list[float] = []  # tokens' worth of room left, once measured
@@ -456,9 +457,10 @@ class ChatService:
                 cells = decoder.free_cells()
                 if cells is not None:
                     left.append(cells)
-                elif decoder.kv_bytes_per_token:
+                elif decoder.kv_bytes_per_token:  # the memory free now, less what the running rows' caches will grow
                     free = self.optimizer.memory_available_gb(decoder.device.type) * GB
-                    left.append(free / decoder.kv_bytes_per_token)
+                    growth = sum(max(row.reserve - row.length, 0) for row in decoder.rows)
+                    left.append(free / decoder.kv_bytes_per_token - growth)
                 else:
                     left.append(float("inf"))
             need = len(generation.prompt_ids) + generation.max_new_tokens

@@ -14,10 +14,12 @@ import pytest
 from backend.config import Settings
 from backend.errors import ServerBusyError
 from backend.schemas.chat import ChatMessage, SamplingParams
-from backend.services.batching import WEIGHT_FIRST_ROWS, BatchDecoder, use_weight_first
+from backend.services.batching import WEIGHT_FIRST_ROWS, BatchDecoder, kv_bytes_per_token, use_weight_first
 from backend.services.chat_service import ChatService, DoneEvent, Generation, TokenEvent
 from backend.services.model_service import ModelService
+from backend.utils.mac_optimization import GB, MACOptimizer
 from tests.factories import make_model
+from tests.fakes import FakeProbe
 
 PROMPTS = [
     "hello there",
@@ -211,6 +213,42 @@ def test_no_more_share_the_batch_than_the_kv_cache_has_memory_for(settings: Sett
         chat.shutdown()
     assert most == 1
     assert all(d.usage.completion_tokens > 0 for d in done)
+
+
+def test_as_many_share_the_batch_as_the_kv_cache_has_memory_for(settings: Settings, tmp_path: Path) -> None:
+    """Free memory for 2.2 replies' KV caches: the first reply's cache will grow into one of them, so one more joins
+    it and the other two wait in the queue (the machine is described by its probe, whose free memory stays put; the
+    third would fit only once the two running replies have made about 1,500 tokens)."""
+    service = ModelService(settings)
+    # 4 KiB of cache a token, 7.5 MiB a reply: the optimizer's figures, in thousandths of a GB, resolve 2.2 replies
+    model, _, _ = service.load_local(make_model(tmp_path / "wide", hidden_size=512, context_length=2048))
+    reply_tokens = 16 + 1900  # about 16 for the rendered prompt, 1900 for the reply
+    spare = 2.2 * kv_bytes_per_token(model) * reply_tokens
+    probe = FakeProbe(system_available=int(settings.memory_safety_margin_gb * GB + spare))
+    chat = ChatService(settings, service.cache, MACOptimizer.from_settings(settings, probe))
+
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        gens = [
+            await loop.run_in_executor(None, lambda: start(chat, loop, "hello", max_new_tokens=1900)) for _ in range(4)
+        ]
+        assert all(abs(len(g.prompt_ids) + g.max_new_tokens - reply_tokens) < 10 for g in gens)
+        deadline = time.monotonic() + 20
+        while chat.queue.running + chat.queue.waiting < 4 or chat.queue.running < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # a few more steps: no one else is let in
+        seen = (chat.queue.running, chat.queue.waiting)
+        for g in gens:
+            g.cancel()
+        for g in gens:
+            await g.result()
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == (2, 2)
+    finally:
+        chat.shutdown()
 
 
 def test_weight_first_linear_layers_compute_the_same_logits(chat_llama: Path) -> None:
