@@ -446,27 +446,45 @@ class ChatService:
     def _kv_fits(self, decoder: Decoder | None) -> Callable[[Generation], bool]:
         """Whether the next in line's KV cache (prompt + reply at most) fits beside the running batch and those
         admitted before it: in the cache's free cells where the cache is allocated up front (llama.cpp), else in
-        the memory free on the device less what the running rows may still add to theirs. Measured when the queue
-        first asks, not on every step."""
+        the device's free memory (:meth:`_memory_fits`). Measured when the queue first asks, not on every step."""
         if decoder is None or decoder.size == 0:
             return lambda generation: True
-        left: list[float] = []  # tokens' worth of room left, once measured
+        if decoder.kv_bytes_per_token:
+            return self._memory_fits(decoder)
+        left: list[float] = []  # free cells, once counted
 
         def fits(generation: Generation) -> bool:
             if not left:
                 cells = decoder.free_cells()
-                if cells is not None:
-                    left.append(cells)
-                elif decoder.kv_bytes_per_token:  # the memory free now, less what the running rows' caches will grow
-                    free = self.optimizer.memory_available_gb(decoder.device.type) * GB
-                    growth = sum(max(row.reserve - row.length, 0) for row in decoder.rows)
-                    left.append(free / decoder.kv_bytes_per_token - growth)
-                else:
-                    left.append(float("inf"))
+                left.append(float("inf") if cells is None else cells)
             need = len(generation.prompt_ids) + generation.max_new_tokens
             if need > left[0]:
                 return False
             left[0] -= need  # the queue takes it: the next one counts what is left after it
+            return True
+
+        return fits
+
+    def _memory_fits(self, decoder: Decoder) -> Callable[[Generation], bool]:
+        """The transformers batch's cache holds every row at the batch's width (left padding) and grows by a column
+        a step: with newcomers, each row may come to hold the new width plus what it may still generate. Whether
+        that, less what the batch holds now, fits in the memory free on the device."""
+        rows = decoder.rows
+        width = max(row.length for row in rows)  # the batch's cache width: its longest row has no padding
+        growth = [max(row.reserve - row.length, 0) for row in rows]
+        room: list[float] = []  # the free memory in tokens of one row, once measured
+        admitted: list[Generation] = []
+
+        def fits(generation: Generation) -> bool:
+            if not room:
+                free = self.optimizer.memory_available_gb(decoder.device.type) * GB
+                room.append(free / decoder.kv_bytes_per_token)
+            newcomers = [*admitted, generation]
+            wide = max(width, *(len(g.prompt_ids) for g in newcomers))
+            peak = sum(wide + more for more in growth) + sum(wide + g.max_new_tokens for g in newcomers)
+            if peak - len(rows) * width > room[0]:
+                return False
+            admitted.append(generation)  # the queue takes it: the next one is counted beside it
             return True
 
         return fits

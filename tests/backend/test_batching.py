@@ -218,7 +218,7 @@ def test_no_more_share_the_batch_than_the_kv_cache_has_memory_for(settings: Sett
 def test_as_many_share_the_batch_as_the_kv_cache_has_memory_for(settings: Settings, tmp_path: Path) -> None:
     """Free memory for 2.2 replies' KV caches: the first reply's cache will grow into one of them, so one more joins
     it and the other two wait in the queue (the machine is described by its probe, whose free memory stays put; the
-    third would fit only once the two running replies have made about 1,500 tokens)."""
+    third would fit only once the second reply has made about 1,500 tokens)."""
     service = ModelService(settings)
     # 4 KiB of cache a token, 7.5 MiB a reply: the optimizer's figures, in thousandths of a GB, resolve 2.2 replies
     model, _, _ = service.load_local(make_model(tmp_path / "wide", hidden_size=512, context_length=2048))
@@ -247,6 +247,43 @@ def test_as_many_share_the_batch_as_the_kv_cache_has_memory_for(settings: Settin
 
     try:
         assert asyncio.run(scenario()) == (2, 2)
+    finally:
+        chat.shutdown()
+
+
+def test_a_short_prompt_beside_a_long_one_is_counted_at_the_batch_width(settings: Settings, tmp_path: Path) -> None:
+    """The batch's cache is left-padded to its longest row: a short newcomer beside a reply to a 1,000-token prompt
+    would hold 1,000 positions and more, not its own few. With memory for its own length and not for the width, it
+    waits for the long reply to end."""
+    service = ModelService(settings)
+    model, _, _ = service.load_local(make_model(tmp_path / "wide", hidden_size=512, context_length=2048))
+    probe = FakeProbe()
+    chat = ChatService(settings, service.cache, MACOptimizer.from_settings(settings, probe))
+
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        long = await loop.run_in_executor(
+            None, lambda: start(chat, loop, "the cat sat on the mat " * 60, max_new_tokens=900)
+        )
+        width = len(long.prompt_ids)
+        assert 850 < width < 1100 and long.max_new_tokens == 900
+        # its own prompt and reply (about 16 + 900) beside the long reply's growth fit; at the batch's width they do not
+        own, padded = 900 + 16 + 900, 900 + width + 900
+        tokens = (own + padded) / 2
+        probe.system_available = int(settings.memory_safety_margin_gb * GB + tokens * kv_bytes_per_token(model))
+        short = await loop.run_in_executor(None, lambda: start(chat, loop, "hello", max_new_tokens=900))
+        deadline = time.monotonic() + 20
+        while chat.queue.waiting < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # many steps of the long reply: the short one is still not let in
+        seen = (chat.queue.running, chat.queue.waiting)
+        long.cancel()
+        assert (await short.result()).usage.completion_tokens > 0  # and once the long reply is gone, it runs
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == (1, 1)
     finally:
         chat.shutdown()
 
